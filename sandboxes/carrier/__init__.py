@@ -1,0 +1,1 @@
+"""Shipping carrier sandbox: ``python -m sandboxes.carrier --port 8102 [--state-file PATH]``."""
