@@ -1,0 +1,28 @@
+"""Activities of the payment service, served on task queue ``payment`` by ``python worker.py payment``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.db import SessionFactory
+from core.settings import Settings
+
+TASK_QUEUE = "payment"
+
+
+class PaymentActivities:
+    """Adapts ``services.payment`` to Temporal. Every writing activity is idempotent by key."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+
+
+def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+    """The activity callables ``worker.py payment`` registers (besides ``payment.ping``)."""
+    acts = PaymentActivities(sessions)
+    return [
+        getattr(acts, name)
+        for name in dir(acts)
+        if hasattr(getattr(acts, name), "__temporal_activity_definition")
+    ]

@@ -1,0 +1,28 @@
+"""Activities of the product service, served on task queue ``product`` by ``python worker.py product``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.db import SessionFactory
+from core.settings import Settings
+
+TASK_QUEUE = "product"
+
+
+class ProductActivities:
+    """Adapts ``services.product`` to Temporal. Every writing activity is idempotent by key."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+
+
+def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+    """The activity callables ``worker.py product`` registers (besides ``product.ping``)."""
+    acts = ProductActivities(sessions)
+    return [
+        getattr(acts, name)
+        for name in dir(acts)
+        if hasattr(getattr(acts, name), "__temporal_activity_definition")
+    ]

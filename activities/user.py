@@ -1,0 +1,28 @@
+"""Activities of the user service, served on task queue ``user`` by ``python worker.py user``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core.db import SessionFactory
+from core.settings import Settings
+
+TASK_QUEUE = "user"
+
+
+class UserActivities:
+    """Adapts ``services.user`` to Temporal. Every writing activity is idempotent by key."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+
+
+def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+    """The activity callables ``worker.py user`` registers (besides ``user.ping``)."""
+    acts = UserActivities(sessions)
+    return [
+        getattr(acts, name)
+        for name in dir(acts)
+        if hasattr(getattr(acts, name), "__temporal_activity_definition")
+    ]

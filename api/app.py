@@ -1,0 +1,31 @@
+"""The FastAPI application factory. Run with ``uvicorn api.app:create_app --factory``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import health
+from api.temporal_client import LazyTemporalClient
+from core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.temporal = LazyTemporalClient(settings)
+        yield
+
+    app = FastAPI(
+        title="sagashop API",
+        version="0.1.0",
+        description="Shoppers, support staff and admins of a saga-orchestrated e-commerce platform.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,1 @@
+"""Cross-cutting plumbing shared by every process: settings, database sessions, Temporal client."""

@@ -1,0 +1,1 @@
+"""Domain services: one package per service, each owning exactly one database."""
