@@ -1,0 +1,53 @@
+"""DDL for the seed's partitioned tables, shared by the migrations (initial partitions) and the
+partition-maintenance activities (future monthly partitions, created before they are needed).
+
+Naming: hash partitions ``<parent>_p<remainder>``; monthly partitions ``<parent>_p<YYYY>_<MM>``.
+There is deliberately no DEFAULT partition: a row for a month without a partition fails loudly
+instead of silently piling up where a later partition could no longer be attached.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+HASH_PARTITIONS = 8
+MONTHS_AHEAD = 3
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def add_months(first_of_month: date, months: int) -> date:
+    index = first_of_month.year * 12 + first_of_month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def monthly_partition_name(parent: str, first_of_month: date) -> str:
+    return f"{parent}_p{first_of_month.year:04d}_{first_of_month.month:02d}"
+
+
+def monthly_partition_ddl(parent: str, first_of_month: date) -> str:
+    start, end = first_of_month, add_months(first_of_month, 1)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {monthly_partition_name(parent, start)} PARTITION OF {parent} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    )
+
+
+def monthly_partitions_ddl(
+    parent: str, today: date, *, months_back: int = 1, months_ahead: int = MONTHS_AHEAD
+) -> list[str]:
+    """Statements creating the partitions from ``months_back`` before ``today``'s month to ``months_ahead`` after."""
+    first = month_start(today)
+    return [
+        monthly_partition_ddl(parent, add_months(first, k)) for k in range(-months_back, months_ahead + 1)
+    ]
+
+
+def hash_partitions_ddl(parent: str, modulus: int = HASH_PARTITIONS) -> list[str]:
+    return [
+        f"CREATE TABLE IF NOT EXISTS {parent}_p{r} PARTITION OF {parent} "
+        f"FOR VALUES WITH (MODULUS {modulus}, REMAINDER {r})"
+        for r in range(modulus)
+    ]
