@@ -15,7 +15,7 @@ from core.settings import ROOT, get_settings
 from devstack import migrate
 from devstack.errors import SetupError
 from devstack.ports import require_free
-from devstack.postgres import LocalCluster, bootstrap_databases
+from devstack.postgres import LocalCluster, bootstrap_databases, find_pg_bindir
 from devstack.stack import api_spec, sandbox_specs, settings_env, temporal_spec, worker_specs
 from devstack.supervisor import ManagedProcess, Supervisor
 from devstack.temporal_cli import find_temporal_cli
@@ -45,7 +45,7 @@ def up(
         cli = find_temporal_cli(settings)
 
         if settings.postgres_admin_url:
-            admin_dsn = settings.postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+            admin_dsn = _plain_dsn(settings.postgres_admin_url)
             _say("PostgreSQL: using the server at POSTGRES_ADMIN_URL")
         else:
             cluster = LocalCluster(data_dir / "postgres", settings.postgres_port)
@@ -113,6 +113,31 @@ def up(
         if cluster is not None:
             cluster.stop()
         _say("stopped.")
+
+
+@app.command()
+def tools() -> None:
+    """Find (or build / install) the Temporal CLI and the PostgreSQL server binaries."""
+    settings = get_settings()
+    cli = find_temporal_cli(settings)
+    print(f"Temporal CLI: {cli}")
+    if not settings.postgres_admin_url:
+        print(f"PostgreSQL binaries: {find_pg_bindir()}")
+
+
+@app.command("init-db")
+def init_db() -> None:
+    """On the server at POSTGRES_ADMIN_URL: create the service databases and roles, then migrate them."""
+    settings = get_settings()
+    if not settings.postgres_admin_url:
+        raise SetupError("init-db needs POSTGRES_ADMIN_URL (a superuser URL of the server to prepare)")
+    asyncio.run(bootstrap_databases(_plain_dsn(settings.postgres_admin_url), settings))
+    migrate.upgrade_all(settings)
+    print("databases ready: 10 databases and roles, migrations at head")
+
+
+def _plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 @app.command("migrate")

@@ -17,6 +17,7 @@ from core.registry import SERVICES, ServiceInfo
 from core.settings import Settings
 from devstack.migrate import alembic_config
 from migrations.common import _include_object
+from tests.conftest import PostgresServer
 
 
 async def _scratch_database(admin_dsn: str, settings: Settings, info: ServiceInfo) -> str:
@@ -46,8 +47,8 @@ async def _tables(url: str) -> set[str]:
 
 @pytest.mark.parametrize("info", SERVICES, ids=[s.name for s in SERVICES])
 async def test_upgrade_downgrade_upgrade_and_models_match(
-    info: ServiceInfo, databases: Settings, postgres_server
-) -> None:  # type: ignore[no-untyped-def]
+    info: ServiceInfo, databases: Settings, postgres_server: PostgresServer
+) -> None:
     url = await _scratch_database(postgres_server.admin_dsn, databases, info)
     cfg = alembic_config(info.name, url)
     await asyncio.to_thread(command.upgrade, cfg, "head")

@@ -1,0 +1,19 @@
+# The two commands a new user needs:  make up   (run the platform)   and   make test
+PY := .venv/bin/python
+
+.PHONY: up test tools lint seed bench replay
+
+up: .venv/.synced  ## start PostgreSQL, Temporal + Web UI, all workers, the API and the sandboxes
+	$(PY) -m devstack up
+
+test: .venv/.synced tools  ## run the whole test suite against its own throw-away servers
+	$(PY) -m pytest
+
+tools: .venv/.synced  ## find or build the Temporal CLI, find or install PostgreSQL
+	$(PY) -m devstack tools
+
+lint: .venv/.synced
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy .
+
+.venv/.synced: requirements.lock scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
