@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import typer
 
@@ -134,6 +135,61 @@ def init_db() -> None:
     asyncio.run(bootstrap_databases(_plain_dsn(settings.postgres_admin_url), settings))
     migrate.upgrade_all(settings)
     print("databases ready: 10 databases and roles, migrations at head")
+
+
+@app.command()
+def replay(
+    workflow_id: str = typer.Option(None, "--workflow-id", "-w", help="replay this workflow's latest run"),
+    query: str = typer.Option(
+        None,
+        "--query",
+        "-q",
+        help="visibility query, e.g. \"WorkflowType='checkout' AND ExecutionStatus='Failed'\"",
+    ),
+    files: list[Path] = typer.Option(
+        None, "--file", "-f", help="history JSON files or folders (saved fixtures)"
+    ),
+    limit: int = typer.Option(1000, help="at most this many workflows from --query"),
+) -> None:
+    """Replay workflow histories against the current workflow code; exit 1 on any non-determinism."""
+    from core.temporal import connect
+    from devstack.replay import ReplayOutcome, histories_from_files, histories_from_server, replay_all
+
+    async def go() -> list[ReplayOutcome]:
+        if files:
+            return await replay_all(histories_from_files(files))
+        if not (workflow_id or query):
+            raise SetupError("say what to replay: --workflow-id, --query or --file")
+        client = await connect(get_settings())
+        return list(
+            await replay_all(histories_from_server(client, workflow_id=workflow_id, query=query, limit=limit))
+        )
+
+    outcomes = asyncio.run(go())
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in outcomes:
+        mark = "ok  " if outcome.ok else "FAIL"
+        print(f"{mark} {outcome.workflow_id} {outcome.run_id or ''}")
+        if not outcome.ok:
+            print(f"     {outcome.error}")
+    print(f"{len(outcomes)} replayed, {len(failed)} non-deterministic")
+    if failed or not outcomes:
+        raise typer.Exit(1)
+
+
+@app.command("save-history")
+def save_history_cmd(
+    workflow_id: str = typer.Argument(..., help="the workflow to save"),
+    dest: Path = typer.Argument(..., help="JSON file to write, e.g. tests/histories/checkout/happy.json"),
+) -> None:
+    """Save one workflow's history as a replay test fixture."""
+    from core.temporal import connect
+    from devstack.replay import save_history
+
+    async def go() -> Path:
+        return await save_history(await connect(get_settings()), workflow_id, dest)
+
+    print(f"saved {asyncio.run(go())}")
 
 
 def _plain_dsn(url: str) -> str:

@@ -175,3 +175,17 @@ def stack(databases: Settings, temporal_client: Client) -> Iterator[Stack]:
         yield Stack(settings, supervisor, temporal_client)
     finally:
         supervisor.stop_all()
+
+
+HISTORIES_DIR = ROOT / "tests" / "histories"
+
+
+async def record_history(client: Client, workflow_id: str, kind: str, scenario: str) -> None:
+    """With SAGASHOP_RECORD_HISTORIES=1, store this workflow's history as a replay fixture
+    (tests/histories/<kind>/<scenario>.json). Run the scenario tests once that way after a deliberate
+    workflow change, review the diff, commit it."""
+    if os.environ.get("SAGASHOP_RECORD_HISTORIES") != "1":
+        return
+    from devstack.replay import save_history
+
+    await save_history(client, workflow_id, HISTORIES_DIR / kind / f"{scenario}.json")
