@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api import problems
+from api.middleware import BodySizeLimit
 from api.routes import health
 from api.temporal_client import LazyTemporalClient
 from core.settings import Settings, get_settings
@@ -27,5 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Shoppers, support staff and admins of a saga-orchestrated e-commerce platform.",
         lifespan=lifespan,
     )
+    problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     return app
