@@ -18,6 +18,14 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -30,9 +38,33 @@ log = logging.getLogger("worker")
 
 
 def workflow_classes() -> Sequence[type]:
+    from workflows.partition_maintenance import PartitionMaintenanceWorkflow
     from workflows.system_check import SystemCheckWorkflow
 
-    return [SystemCheckWorkflow]
+    return [SystemCheckWorkflow, PartitionMaintenanceWorkflow]
+
+
+async def ensure_schedules(client: Client) -> None:
+    """Schedules the saga worker owns; created once (and run right away), left alone when present."""
+    from workflows.partition_maintenance import PartitionMaintenanceInput, PartitionMaintenanceWorkflow
+
+    try:
+        await client.create_schedule(
+            "partition-maintenance",
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    PartitionMaintenanceWorkflow.run,
+                    PartitionMaintenanceInput(),
+                    id="partition-maintenance-run",
+                    task_queue=SAGAS_TASK_QUEUE,
+                    execution_timeout=timedelta(hours=1),
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+            ),
+            trigger_immediately=True,
+        )
+    except ScheduleAlreadyRunningError:
+        pass
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -53,6 +85,7 @@ async def run(target: str, settings: Settings, *, max_concurrent: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     if target == "sagas":
+        await ensure_schedules(client)
         worker = Worker(
             client,
             task_queue=SAGAS_TASK_QUEUE,

@@ -1,0 +1,143 @@
+"""Saga support for workflows: compensations registered before their step, run in reverse, retried,
+shielded from cancellation, and parked for support when they cannot succeed (never dropped)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from core.temporal import NEEDS_ATTENTION, SAGA_STEP
+
+
+class SagaTimings(BaseModel):
+    """Durations and retry budgets; settings in production, seconds in tests."""
+
+    activity_timeout_s: float = 30
+    step_max_attempts: int = 5  # before the pivot: a step that keeps failing fails the saga
+    compensation_max_attempts: int = 10  # then the saga parks as needing attention
+    compensation_max_interval_s: float = 60
+
+
+class Resolution(BaseModel):
+    """Support's decision for a parked step (signal/update ``resolve``)."""
+
+    action: Literal["retry", "skip"]
+    note: str = ""
+    actor: str = "support"
+
+
+def step_retry(timings: SagaTimings) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        maximum_interval=timedelta(seconds=10),
+        maximum_attempts=timings.step_max_attempts,
+    )
+
+
+def forever_retry() -> RetryPolicy:
+    """After the pivot: keep trying until it succeeds (business refusals are non-retryable anyway)."""
+    return RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(minutes=1))
+
+
+def compensation_retry(timings: SagaTimings) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        maximum_interval=timedelta(seconds=timings.compensation_max_interval_s),
+        maximum_attempts=timings.compensation_max_attempts,
+    )
+
+
+def failure_message(exc: BaseException) -> str:
+    """The readable reason of an activity failure (the business error's message when there is one)."""
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause is not None else exc
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause)
+
+
+def failure_type(exc: BaseException) -> str | None:
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+@dataclass
+class _Compensation:
+    name: str
+    run: Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Saga:
+    """Owns the compensation stack and the parked state of one saga workflow."""
+
+    timings: SagaTimings
+    compensations: list[_Compensation] = field(default_factory=list)
+    parked: str | None = None  # what is waiting for support, shown in queries and the UI
+    resolution: Resolution | None = None
+    log: list[str] = field(default_factory=list)
+
+    def add(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
+        """Register BEFORE running the step it undoes: a timed-out step may have succeeded."""
+        self.compensations.append(_Compensation(name, run))
+
+    def discard(self, name: str) -> None:
+        self.compensations = [c for c in self.compensations if c.name != name]
+
+    async def compensate(self) -> None:
+        """Run every compensation in reverse order, shielded from workflow cancellation."""
+        while self.compensations:
+            comp = self.compensations.pop()
+            await asyncio.shield(asyncio.ensure_future(self._run_until_done(comp)))
+
+    async def _run_until_done(self, comp: _Compensation) -> None:
+        while True:
+            try:
+                await comp.run()
+                self.log.append(f"compensated: {comp.name}")
+                return
+            except ActivityError as exc:
+                decision = await self.park(
+                    f"compensation **{comp.name}** keeps failing: {failure_message(exc)}"
+                )
+                if decision.action == "skip":
+                    self.log.append(f"skipped by {decision.actor}: {comp.name} ({decision.note})")
+                    return
+
+    async def park(self, what: str) -> Resolution:
+        """Mark the saga as needing attention and wait for support's decision."""
+        self.parked = what
+        self.resolution = None
+        workflow.upsert_search_attributes([NEEDS_ATTENTION.value_set(True)])
+        details = workflow.get_current_details()
+        workflow.set_current_details(
+            f"## Needs attention\n{what}\n\nResolve with the `resolve` update (action `retry` or `skip`), "
+            "from the Web UI or `POST /v1/support/sagas/{workflow_id}/resolve`.\n\n" + details
+        )
+        workflow.logger.warning("saga parked: %s", what)
+        await workflow.wait_condition(lambda: self.resolution is not None)
+        decision = self.resolution
+        assert decision is not None
+        self.parked = None
+        workflow.upsert_search_attributes([NEEDS_ATTENTION.value_set(False)])
+        workflow.set_current_details(details)
+        return decision
+
+    def resolve(self, decision: Resolution) -> None:
+        if self.parked is None:
+            raise ApplicationError(
+                "nothing is waiting for a decision", type="NothingToResolve", non_retryable=True
+            )
+        self.resolution = decision
+
+
+def set_step(step: str) -> None:
+    workflow.upsert_search_attributes([SAGA_STEP.value_set(step)])
