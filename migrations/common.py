@@ -62,8 +62,19 @@ def _run_sync(connection: Connection, configure: object) -> None:
         connection.commit()
 
 
+def _is_partition(name: str | None) -> bool:
+    """``orders_p3`` (hash) or ``notifications_p2026_11`` (monthly): created by SQL, not by the models."""
+    if not name or "_p" not in name:
+        return False
+    suffix = name.rsplit("_p", 1)[-1].replace("_", "")
+    return suffix.isdigit()
+
+
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    # Partitions (orders_p0, audit_logs_2026_11, ...) are created by SQL, not by the models.
-    if type_ == "table" and reflected and compare_to is None and name and "_p" in name:
-        return not name.rsplit("_p", 1)[-1].replace("_", "").isdigit()
+    if type_ == "table" and reflected and compare_to is None:
+        return not _is_partition(name)
+    # PostgreSQL clones a foreign key to a partitioned table once per partition; those clones are internal.
+    if type_ == "foreign_key_constraint" and reflected and compare_to is None:
+        referred = getattr(obj, "referred_table", None)
+        return not _is_partition(getattr(referred, "name", None))
     return True
