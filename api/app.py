@@ -11,6 +11,8 @@ from api import problems
 from api.middleware import BodySizeLimit
 from api.routes import health
 from api.temporal_client import LazyTemporalClient
+from core.db import create_engine, session_factory
+from core.registry import SERVICE_NAMES
 from core.settings import Settings, get_settings
 
 
@@ -21,7 +23,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.temporal = LazyTemporalClient(settings)
+        # The API reads and single-service writes go to the owning service's database, as that
+        # service's role; engines connect lazily, so a database that is down fails only its routes.
+        engines = {
+            name: create_engine(settings, name, pool_size=settings.api_db_pool_size) for name in SERVICE_NAMES
+        }
+        app.state.sessions = {name: session_factory(engine) for name, engine in engines.items()}
         yield
+        for engine in engines.values():
+            await engine.dispose()
 
     app = FastAPI(
         title="sagashop API",

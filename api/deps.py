@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from api.temporal_client import LazyTemporalClient
+from core.db import SessionFactory
 from core.settings import Settings
 
 
@@ -25,6 +26,12 @@ async def _temporal_client(lazy: Annotated[LazyTemporalClient, Depends(_temporal
     return await lazy.get()
 
 
+def _sessions(request: Request) -> dict[str, SessionFactory]:
+    sessions: dict[str, SessionFactory] = request.app.state.sessions
+    return sessions
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[dict[str, SessionFactory], Depends(_sessions)]
 LazyTemporalDep = Annotated[LazyTemporalClient, Depends(_temporal)]
 TemporalDep = Annotated[Client, Depends(_temporal_client)]

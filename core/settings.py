@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     mail_sink_url: str = "http://127.0.0.1:8025"
     readyz_timeout_s: float = Field(default=4.0, gt=0, le=30)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    api_db_pool_size: int = Field(default=3, ge=1, le=100)
 
     # --- Secrets ----------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
