@@ -708,3 +708,18 @@ async def test_audit_rows_land_in_their_monthly_partition_and_future_ones_are_cr
         t=edge,
     )
     assert part == monthly_partition_name("security_audit_logs", add_months(this_month, 6))
+
+
+async def test_concurrent_refreshes_of_one_token_rotate_once(
+    acts: AuthActivities, db: SessionFactory, issuer: TokenIssuer
+) -> None:
+    created = await register(acts)
+    pair = (await login(db, issuer, created.email)).unwrap()
+    outcomes = await asyncio.gather(*(refresh(db, issuer, pair.refresh_token) for _ in range(3)))
+    assert sum(o.ok for o in outcomes) == 1
+    assert {type(o.error).__name__ for o in outcomes if not o.ok} == {"RefreshTokenReused"}
+    # Reuse revoked the family, including the token the winner just received.
+    active = await scalar(
+        db, "SELECT count(*) FROM refresh_tokens WHERE user_id = :u AND status = 'active'", u=created.user_id
+    )
+    assert active == 0
