@@ -139,7 +139,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 # --------------------------------------------------------------------------------------------
 # Fault injection
 
-FaultMode = Literal["error", "delay", "accept_then_error"]
+FaultMode = Literal["error", "delay", "accept_then_error", "accept_then_delay"]
 
 
 class FaultRule(BaseModel):
@@ -148,6 +148,8 @@ class FaultRule(BaseModel):
     ``error``: answer ``status_code`` without doing anything. ``delay``: wait ``delay_ms`` first,
     then behave normally. ``accept_then_error``: do the operation (and keep its result under the
     idempotency key), then answer ``status_code`` - the caller never hears that it happened.
+    ``accept_then_delay``: do the operation, then wait ``delay_ms`` before answering (a window in
+    which the caller can crash after the provider accepted).
     """
 
     operation: str
@@ -158,8 +160,8 @@ class FaultRule(BaseModel):
 
     @model_validator(mode="after")
     def _delay_needs_ms(self) -> FaultRule:
-        if self.mode == "delay" and self.delay_ms == 0:
-            raise ValueError("mode 'delay' needs delay_ms > 0")
+        if self.mode in ("delay", "accept_then_delay") and self.delay_ms == 0:
+            raise ValueError(f"mode '{self.mode}' needs delay_ms > 0")
         return self
 
 
@@ -506,6 +508,8 @@ class SandboxRuntime:
                 self.persist()
         if rule is not None and rule.mode == "accept_then_error":
             return injected_error(rule, operation, performed=True)
+        if rule is not None and rule.mode == "accept_then_delay":
+            await asyncio.sleep(rule.delay_ms / 1000)
         media_type = PROBLEM_JSON if status_code >= 400 else "application/json"
         headers = {REPLAYED_HEADER: "true"} if replayed else None
         return JSONResponse(body, status_code=status_code, media_type=media_type, headers=headers)

@@ -36,7 +36,7 @@ AuthorizationStatus = Literal[
 FaultOperation = Literal[
     "tokenize", "authorize", "confirm", "capture", "void", "refund", "get", "list", "any"
 ]
-FaultMode = Literal["error", "delay", "accept_then_error"]
+FaultMode = Literal["error", "delay", "accept_then_error", "accept_then_delay"]
 
 # Card errors the provider answers to tokenization (422).
 CARD_ERROR_CODES = frozenset(
