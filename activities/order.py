@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
-from core.activity_support import idempotent_write, read
+from core.activity_support import business_errors, idempotent_write, read
 from core.db import SessionFactory
 from core.partitions import MONTHS_AHEAD
 from core.settings import Settings
@@ -187,9 +187,9 @@ class OrderActivities:
     async def ensure_partitions(self, inp: EnsurePartitionsInput) -> PartitionsEnsured:
         """Monthly partitions of ``order_status_history`` up to ``months_ahead`` (idempotent DDL)."""
         today = datetime.now(UTC).date()
-        return await read(
-            self.sessions, lambda s: service.ensure_history_partitions(s, today, inp.months_ahead)
-        )
+        with business_errors():
+            async with self.sessions() as s, s.begin():
+                return await service.ensure_history_partitions(s, today, inp.months_ahead)
 
 
 def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:

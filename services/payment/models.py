@@ -144,7 +144,7 @@ class Payment(PaymentModel, table=True):
     )
     authorization_expires_at: datetime | None = Field(default=None, sa_column=_ts())
     idempotency_key: str = Field(
-        sa_column=Column(String(255), nullable=False, comment="the authorize key; later steps derive theirs")
+        sa_column=Column(String(255), nullable=False, comment="the authorize step's idempotency key")
     )
     version: int = Field(sa_column=Column(Integer, nullable=False, server_default=text("1")))
     authorized_at: datetime | None = Field(default=None, sa_column=_ts())

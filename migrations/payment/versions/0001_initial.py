@@ -79,7 +79,7 @@ def upgrade() -> None:
             "idempotency_key",
             sa.String(length=255),
             nullable=False,
-            comment="the authorize key; later steps derive theirs",
+            comment="the authorize step's idempotency key",
         ),
         sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
         sa.Column("authorized_at", sa.DateTime(timezone=True), nullable=True),
