@@ -48,3 +48,7 @@ class InvalidInspection(InvalidRequest):
 
 class RefundExceedsApproved(Conflict):
     """The refunds of a return would exceed its computed refund amount."""
+
+
+class RefundMismatch(Conflict):
+    """A provider refund id already recorded for another return."""

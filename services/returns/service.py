@@ -52,6 +52,7 @@ from services.returns.errors import (
     OrderNotDelivered,
     QuantityNotReturnable,
     RefundExceedsApproved,
+    RefundMismatch,
     ReturnAlreadyExists,
     ReturnNotFound,
     ReturnWindowClosed,
@@ -488,7 +489,7 @@ async def record_refund(
     approved = request.refund_amount or 0
     existing = await repo.refund_by_provider_id(session, provider_refund_id) if provider_refund_id else None
     if existing is not None and existing.return_request_id != return_id:
-        raise RefundExceedsApproved(
+        raise RefundMismatch(
             f"provider refund {provider_refund_id} belongs to another return",
             provider_refund_id=provider_refund_id,
         )

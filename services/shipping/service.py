@@ -477,6 +477,11 @@ async def record_tracking_event(
 # Admin configuration (carriers, zones, methods, rates)
 
 
+def _changes(data: Any, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The fields an update sets; an explicit None only clears a nullable column."""
+    return {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None or k in nullable}
+
+
 async def _flush_unique(session: AsyncSession, obj: Any, what: str) -> None:
     """Add and flush ``obj`` in a savepoint; a unique violation becomes ``DuplicateShippingConfig``."""
     try:
@@ -502,7 +507,7 @@ async def update_carrier(session: AsyncSession, carrier_id: uuid.UUID, data: Car
     carrier = await session.get(Carrier, carrier_id)
     if carrier is None:
         raise CarrierNotFound(f"no carrier {carrier_id}")
-    for name, value in data.model_dump(exclude_unset=True).items():
+    for name, value in _changes(data, frozenset({"tracking_url_template"})).items():
         setattr(carrier, name, value)
     carrier.updated_at = datetime.now().astimezone()
     await session.flush()
@@ -524,7 +529,7 @@ async def update_zone(session: AsyncSession, zone_id: uuid.UUID, data: ZoneUpdat
     zone = await session.get(ShippingZone, zone_id)
     if zone is None:
         raise ZoneNotFound(f"no shipping zone {zone_id}")
-    for name, value in data.model_dump(exclude_unset=True).items():
+    for name, value in _changes(data, frozenset({"postal_code_patterns"})).items():
         setattr(zone, name, value)
     zone.updated_at = datetime.now().astimezone()
     try:
@@ -556,7 +561,7 @@ async def update_method(session: AsyncSession, method_id: uuid.UUID, data: Metho
     method = await session.get(ShippingMethod, method_id)
     if method is None:
         raise MethodNotFound(f"no shipping method {method_id}")
-    for name, value in data.model_dump(exclude_unset=True).items():
+    for name, value in _changes(data).items():
         setattr(method, name, value)
     if method.max_delivery_days < method.min_delivery_days:
         raise InvalidShippingConfig("max_delivery_days must be >= min_delivery_days")

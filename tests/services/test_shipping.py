@@ -27,8 +27,18 @@ from core.db import SessionFactory
 from services.shipping import service
 from services.shipping.carrier import Address, CarrierClient, CarrierSandboxClient
 from services.shipping.demo import load_demo_shipping
+from services.shipping.errors import DuplicateShippingConfig, InvalidShippingConfig
 from services.shipping.models import Shipment, ShipmentTracking, ledger
-from services.shipping.schemas import CarrierIn, MethodIn, QuoteAddress, RateIn, ZoneIn
+from services.shipping.schemas import (
+    CarrierIn,
+    MethodIn,
+    MethodUpdate,
+    QuoteAddress,
+    RateIn,
+    RateUpdate,
+    ZoneIn,
+    ZoneUpdate,
+)
 from tests.sandboxes import conftest as sandboxes
 from tests.sandboxes.conftest import WebhookReceiver
 
@@ -547,3 +557,60 @@ async def test_concurrent_redeliveries_record_one_event(
         )
         == 1
     )
+
+
+async def test_admin_configuration_rules(db: SessionFactory) -> None:
+    cfg = await make_config(db)
+    acts = ShippingActivities(db, NO_CARRIER)
+    async with db() as s, s.begin():
+        zone = next(z for z in await service.list_zones(s) if z.id == cfg.zone_id)
+        with pytest.raises(DuplicateShippingConfig):
+            await service.create_zone(s, ZoneIn(name=zone.name, countries=["XY"]))
+        with pytest.raises(InvalidShippingConfig, match="overlaps"):
+            await service.create_rate(
+                s,
+                RateIn(
+                    method_id=cfg.standard_id,
+                    min_weight_grams=500,
+                    max_weight_grams=1500,
+                    amount=1,
+                    currency="USD",
+                ),
+            )
+        # A second currency is a separate band set.
+        await service.create_rate(
+            s,
+            RateIn(
+                method_id=cfg.standard_id,
+                min_weight_grams=0,
+                max_weight_grams=1000,
+                amount=450,
+                currency="EUR",
+            ),
+        )
+        [light] = [
+            r
+            for r in await service.list_rates(s, cfg.standard_id)
+            if r.currency == "USD" and r.min_weight_grams == 0
+        ]
+        await service.update_rate(s, light.id, RateUpdate(amount=550, clear_free_over=True))
+        # None for a required column is ignored, not written.
+        renamed = await service.update_zone(s, cfg.zone_id, ZoneUpdate(name=None, postal_code_patterns=None))
+        assert renamed.name == zone.name
+    assert (await acts.quote(quote_input(cfg, 500, 9000))).amount == 550  # no longer free
+    eur = quote_input(cfg, 500, 100).model_copy(update={"currency": "EUR"})
+    assert (await acts.quote(eur)).amount == 450
+
+    async with db() as s, s.begin():
+        await service.update_method(s, cfg.standard_id, MethodUpdate(is_active=False))
+    with pytest.raises(ApplicationError) as inactive:
+        await acts.quote(quote_input(cfg, 500, 100))
+    assert inactive.value.type == "ShippingMethodUnavailable"
+    with pytest.raises(ValidationError):
+        RateIn(
+            method_id=cfg.standard_id, min_weight_grams=1000, max_weight_grams=1000, amount=1, currency="USD"
+        )
+    with pytest.raises(ValidationError):
+        ZoneIn(name="bad", countries=["usa"])
+    with pytest.raises(ValidationError):
+        ZoneIn(name="bad", countries=["US"], postal_code_patterns=["[unclosed"])
