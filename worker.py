@@ -38,10 +38,12 @@ log = logging.getLogger("worker")
 
 
 def workflow_classes() -> Sequence[type]:
+    from workflows.checkout import CheckoutWorkflow
     from workflows.partition_maintenance import PartitionMaintenanceWorkflow
+    from workflows.payment import PaymentWorkflow
     from workflows.system_check import SystemCheckWorkflow
 
-    return [SystemCheckWorkflow, PartitionMaintenanceWorkflow]
+    return [SystemCheckWorkflow, PartitionMaintenanceWorkflow, CheckoutWorkflow, PaymentWorkflow]
 
 
 async def ensure_schedules(client: Client) -> None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.middleware import BodySizeLimit
-from api.routes import health
+from api.routes import health, orders, webhooks
 from api.temporal_client import LazyTemporalClient
 from core.db import create_engine, session_factory
 from core.registry import SERVICE_NAMES
@@ -42,4 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
+    app.include_router(orders.router)
+    app.include_router(webhooks.router)
     return app

@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     api_db_pool_size: int = Field(default=3, ge=1, le=100)
 
+    # --- Sagas (durations are settings so tests run them in seconds) -------------------------
+    public_base_url: str | None = None  # where providers send webhooks; default http://API_HOST:API_PORT
+    capture_immediately: bool = False  # else capture on the carrier's first scan
+    start_shipping: bool = True  # a confirmed checkout starts the shipping saga
+    reservation_ttl_s: int = Field(default=1800, ge=30)
+    payment_action_timeout_s: float = Field(default=900, gt=0)
+    authorization_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
+    refund_window_s: float = Field(default=90 * 24 * 3600, gt=0)
+    saga_activity_timeout_s: float = Field(default=30, gt=0)
+    saga_step_attempts: int = Field(default=5, ge=1)
+    saga_compensation_attempts: int = Field(default=10, ge=1)
+    saga_compensation_max_interval_s: float = Field(default=60, gt=0)
+    api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
+    return_window_days: int = Field(default=30, ge=0)
+
     # --- Secrets ----------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     encryption_key: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
@@ -123,6 +138,10 @@ class Settings(BaseSettings):
             f"postgresql+asyncpg://{info.role}:{dev_db_password(info.name)}"
             f"@{self.postgres_host}:{self.postgres_port}/{info.database}"
         )
+
+    @property
+    def webhook_base_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def log_dir(self) -> Path:

@@ -88,6 +88,12 @@ def settings(postgres_server: PostgresServer, tmp_root: Path) -> Iterator[Settin
         smtp_port=free_port(),
         mail_sink_url=f"http://127.0.0.1:{free_port()}",
         db_pool_size=10,
+        # saga durations in seconds, so timers and retries run inside a test
+        saga_activity_timeout_s=5,
+        saga_compensation_attempts=3,
+        saga_compensation_max_interval_s=1,
+        payment_action_timeout_s=20,
+        start_shipping=False,
     )
     saved = dict(os.environ)
     os.environ.update(settings_env(values))

@@ -141,3 +141,16 @@ class Saga:
 
 def set_step(step: str) -> None:
     workflow.upsert_search_attributes([SAGA_STEP.value_set(step)])
+
+
+async def wait_until(fn: Callable[[], bool], within: timedelta, summary: str | None = None) -> bool:
+    """Wait for ``fn`` to become true; False when ``within`` passed first (a durable timer)."""
+    if fn():
+        return True
+    if within <= timedelta(0):
+        return False
+    try:
+        await workflow.wait_condition(fn, timeout=within, timeout_summary=summary)
+    except TimeoutError:
+        return fn()
+    return True

@@ -1,0 +1,712 @@
+"""``checkout``: the order saga, from a locked cart to a paid, confirmed order, and on to shipping.
+
+Before the pivot (payment authorization) every step registers its compensation *before* it runs:
+
+    lock cart -> price items -> reserve coupon -> quote shipping -> reserve inventory -> create order
+    -> authorize payment (child ``payment`` workflow; may wait for the shopper's extra step)
+
+A business refusal (out of stock, coupon exhausted, card declined, address not served) or a
+shopper's cancel runs the compensations in reverse and ends the order FAILED / CANCELLED with a
+reason the shopper can read. After the pivot the steps retry until they succeed:
+
+    confirm order -> commit inventory -> commit coupon -> convert cart -> notify -> start shipping
+
+The workflow then stays open until the order ships (signal from the shipping saga), so that a
+cancel before shipping can still void or refund, restock and release.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.cart import CartActivities, ConvertCartInput, LockCartInput, UnlockCartInput
+    from activities.discount import DiscountActivities, OrderCouponInput, ReserveCouponInput
+    from activities.notification import NotificationActivities, SendInput
+    from activities.order import (
+        CancelOrderInput,
+        ConfirmOrderInput,
+        CreateOrderInput,
+        FailOrderInput,
+        OrderActivities,
+    )
+    from activities.product import (
+        CommitInventoryInput,
+        PriceItemsInput,
+        ProductActivities,
+        ReleaseInventoryInput,
+        ReserveInventoryInput,
+        RestockInput,
+    )
+    from activities.shipping import QuoteInput, ShippingActivities
+    from activities.user import GetCheckoutDetailsInput, UserActivities
+    from core.registry import SAGAS_TASK_QUEUE
+    from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS, ORDER_TOTAL
+    from workflows.payment import PaymentCommand, PaymentInput, PaymentUpdate, PaymentWorkflow
+    from workflows.saga import (
+        Resolution,
+        Saga,
+        SagaTimings,
+        compensation_retry,
+        failure_message,
+        failure_type,
+        forever_retry,
+        set_step,
+        step_retry,
+        wait_until,
+    )
+
+CheckoutState = Literal[
+    "started",
+    "pending_payment",
+    "awaiting_authentication",
+    "compensating",
+    "confirmed",
+    "shipped",
+    "failed",
+    "cancelled",
+]
+TERMINAL: tuple[CheckoutState, ...] = ("shipped", "failed", "cancelled")
+
+
+class PaymentTimings(BaseModel):
+    action_timeout_s: float = 900
+    authorization_ttl_s: float = 7 * 24 * 3600
+    refund_window_s: float = 90 * 24 * 3600
+
+
+class CheckoutInput(BaseModel):
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    shipping_address_id: uuid.UUID
+    shipping_method_id: uuid.UUID
+    payment_method_id: uuid.UUID
+    coupon_code: str | None = Field(default=None, max_length=64)
+    reservation_ttl_s: int = 1800
+    payment_timeout_s: float = 1800  # safety net; the payment saga has its own timers
+    capture_immediately: bool = False
+    start_shipping: bool = True
+    psp_webhook_url: str | None = None
+    carrier_webhook_url: str | None = None
+    payment: PaymentTimings = PaymentTimings()
+    timings: SagaTimings = SagaTimings()
+
+
+class Totals(BaseModel):
+    currency: str
+    subtotal_amount: int
+    discount_amount: int
+    shipping_amount: int
+    tax_amount: int
+    total_amount: int
+
+
+class CheckoutStatus(BaseModel):
+    workflow_id: str
+    order_id: uuid.UUID
+    order_number: str | None
+    status: CheckoutState
+    step: str
+    failure_reason: str | None
+    failure_type: str | None
+    totals: Totals | None
+    payment_id: uuid.UUID | None
+    payment_status: str | None
+    next_action_url: str | None
+    needs_attention: str | None
+    log: list[str]
+
+
+class CancelRequest(BaseModel):
+    reason: str = Field(default="cancelled by the shopper", max_length=500)
+    actor: str = "shopper"
+
+
+class CancelOutcome(BaseModel):
+    accepted: bool
+    status: CheckoutState
+    message: str
+
+
+class ShipmentUpdate(BaseModel):
+    """From the shipping saga: the carrier's first scan happened (``shipped``), or it gave up."""
+
+    status: Literal["shipped", "label_failed"]
+    shipment_id: uuid.UUID | None = None
+    message: str = ""
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+@workflow.defn(name="checkout")
+class CheckoutWorkflow:
+    def __init__(self) -> None:
+        self.inp: CheckoutInput | None = None
+        self.status: CheckoutState = "started"
+        self.step = "start"
+        self.order_number: str | None = None
+        self.totals: Totals | None = None
+        self.failure_reason: str | None = None
+        self.failure_type: str | None = None
+        self.cancel_request: CancelRequest | None = None
+        self.payment_id: uuid.UUID | None = None
+        self.payment: PaymentUpdate | None = None
+        self.payment_replies: set[str] = set()
+        self.shipment: ShipmentUpdate | None = None
+        self.cart_id: uuid.UUID | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.saga = Saga(SagaTimings())
+
+    # == the saga ===============================================================================
+    @workflow.run
+    async def run(self, inp: CheckoutInput) -> CheckoutStatus:
+        self.inp = inp
+        self.saga = Saga(inp.timings)
+        workflow.upsert_search_attributes(
+            [
+                ORDER_ID.value_set(str(inp.order_id)),
+                CUSTOMER_ID.value_set(str(inp.user_id)),
+                ORDER_STATUS.value_set("started"),
+            ]
+        )
+        try:
+            await self._until_pivot(inp)
+        except (_Stop, ActivityError) as exc:
+            await self._fail(exc)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.query_status()
+
+        await self._after_pivot(inp)
+        # Open until the order ships or is cancelled (a cancel before shipping still works).
+        await workflow.wait_condition(lambda: self.cancel_request is not None or self.shipment is not None)
+        if self.shipment is not None and self.shipment.status == "shipped":
+            self._set_status("shipped")
+        else:
+            reason = (
+                self.cancel_request.reason
+                if self.cancel_request
+                else (self.shipment.message if self.shipment else "cancelled")
+            )
+            await self._cancel_after_confirmation(reason)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.query_status()
+
+    async def _until_pivot(self, inp: CheckoutInput) -> None:
+        wid = workflow.info().workflow_id
+        details = await self._step(
+            "load address and payment method",
+            UserActivities.get_checkout_details,
+            GetCheckoutDetailsInput(
+                user_id=inp.user_id,
+                address_id=inp.shipping_address_id,
+                payment_method_id=inp.payment_method_id,
+            ),
+            "user",
+        )
+
+        self.saga.add(
+            "cart.unlock",
+            lambda: self._compensate(
+                CartActivities.unlock,
+                UnlockCartInput(idempotency_key=f"{wid}:cart.unlock", cart_id=self._cart(), workflow_id=wid),
+                "cart",
+            ),
+        )
+        cart = await self._step(
+            "lock cart",
+            CartActivities.lock,
+            LockCartInput(idempotency_key=f"{wid}:cart.lock", user_id=inp.user_id, workflow_id=wid),
+            "cart",
+        )
+        self.cart_id = cart.cart_id
+
+        stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
+        priced = await self._step(
+            "price items",
+            ProductActivities.price_items,
+            PriceItemsInput.model_validate({"lines": stock_lines}),
+            "product",
+        )
+        self.lines = [line.model_dump() for line in priced.lines]
+
+        discount_amount, free_shipping = 0, False
+        if inp.coupon_code:
+            self.saga.add(
+                "discount.release_coupon",
+                lambda: self._compensate(
+                    DiscountActivities.release_coupon,
+                    OrderCouponInput(idempotency_key=f"{wid}:discount.release", order_id=inp.order_id),
+                    "discount",
+                ),
+            )
+            coupon = await self._step(
+                "reserve coupon",
+                DiscountActivities.reserve_coupon,
+                ReserveCouponInput(
+                    idempotency_key=f"{wid}:discount.reserve",
+                    code=inp.coupon_code,
+                    user_id=inp.user_id,
+                    order_id=inp.order_id,
+                    subtotal_amount=priced.subtotal_amount,
+                    currency=priced.currency,
+                ),
+                "discount",
+            )
+            discount_amount, free_shipping = coupon.discount_amount, coupon.free_shipping
+
+        quote = await self._step(
+            "quote shipping",
+            ShippingActivities.quote,
+            QuoteInput.model_validate(
+                {
+                    "address": {
+                        "country": details.address.country,
+                        "postal_code": details.address.postal_code,
+                    },
+                    "shipping_method_id": inp.shipping_method_id,
+                    "weight_grams": max(1, priced.total_weight_grams),
+                    "subtotal_amount": priced.subtotal_amount - discount_amount,
+                    "currency": priced.currency,
+                }
+            ),
+            "shipping",
+        )
+        shipping_amount = 0 if free_shipping else quote.amount
+        self.totals = Totals(
+            currency=priced.currency,
+            subtotal_amount=priced.subtotal_amount,
+            discount_amount=discount_amount,
+            shipping_amount=shipping_amount,
+            tax_amount=0,  # prices are tax-inclusive
+            total_amount=priced.subtotal_amount - discount_amount + shipping_amount,
+        )
+        workflow.upsert_search_attributes([ORDER_TOTAL.value_set(self.totals.total_amount)])
+
+        self.saga.add(
+            "product.release_inventory",
+            lambda: self._compensate(
+                ProductActivities.release_inventory,
+                ReleaseInventoryInput(idempotency_key=f"{wid}:product.release", order_id=inp.order_id),
+                "product",
+            ),
+        )
+        await self._step(
+            "reserve inventory",
+            ProductActivities.reserve_inventory,
+            ReserveInventoryInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:product.reserve",
+                    "order_id": inp.order_id,
+                    "lines": stock_lines,
+                    "ttl_seconds": inp.reservation_ttl_s,
+                }
+            ),
+            "product",
+        )
+
+        self.saga.add(
+            "order.fail",
+            lambda: self._compensate(
+                OrderActivities.fail,
+                FailOrderInput(
+                    idempotency_key=f"{wid}:order.fail",
+                    order_id=inp.order_id,
+                    user_id=inp.user_id,
+                    reason=self.failure_reason or "checkout failed",
+                ),
+                "order",
+            ),
+        )
+        address = details.address
+        created = await self._step(
+            "create order",
+            OrderActivities.create,
+            CreateOrderInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:order.create",
+                    "order_id": inp.order_id,
+                    "user_id": inp.user_id,
+                    "cart_id": cart.cart_id,
+                    "workflow_id": wid,
+                    "currency": self.totals.currency,
+                    "lines": [
+                        {
+                            "product_id": line.product_id,
+                            "variant_id": line.variant_id,
+                            "sku": line.sku,
+                            "name": line.name,
+                            "unit_price_amount": line.unit_price_amount,
+                            "quantity": line.quantity,
+                        }
+                        for line in priced.lines
+                    ],
+                    "subtotal_amount": self.totals.subtotal_amount,
+                    "discount_amount": discount_amount,
+                    "shipping_amount": shipping_amount,
+                    "tax_amount": 0,
+                    "total_amount": self.totals.total_amount,
+                    "coupon_code": inp.coupon_code,
+                    "shipping_address": {
+                        "recipient_name": address.name,
+                        "line1": address.line1,
+                        "line2": address.line2,
+                        "city": address.city,
+                        "region": address.region,
+                        "postal_code": address.postal_code,
+                        "country_code": address.country,
+                        "phone": address.phone,
+                    },
+                }
+            ),
+            "order",
+        )
+        self.order_number = created.order_number
+        self._set_status("pending_payment")
+
+        # The pivot. The void is registered first: a timed-out start may still have authorized.
+        self.payment_id = uuid.UUID(str(workflow.uuid4()))
+        self.saga.add("payment.void", self._void_payment)
+        set_step("authorize payment")
+        self.step = "authorize payment"
+        await workflow.start_child_workflow(
+            PaymentWorkflow.run,
+            PaymentInput(
+                payment_id=self.payment_id,
+                order_id=inp.order_id,
+                user_id=inp.user_id,
+                amount=self.totals.total_amount,
+                currency=self.totals.currency,
+                psp_token=details.payment_method.psp_token,
+                webhook_url=inp.psp_webhook_url,
+                reply_to=wid,
+                capture_immediately=inp.capture_immediately,
+                timings=inp.timings,
+                action_timeout_s=inp.payment.action_timeout_s,
+                authorization_ttl_s=inp.payment.authorization_ttl_s,
+                refund_window_s=inp.payment.refund_window_s,
+            ),
+            id=self.payment_workflow_id(),
+            task_queue=SAGAS_TASK_QUEUE,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"payment of order {self.order_number}",
+        )
+        decided = await wait_until(
+            lambda: (
+                self.cancel_request is not None
+                or (self.payment is not None and self.payment.status not in ("pending", "requires_action"))
+            ),
+            timedelta(seconds=inp.payment_timeout_s),
+            "payment outcome",
+        )
+        self._check_cancel()
+        if not decided or self.payment is None:
+            raise _Stop("the payment did not complete in time", "PaymentTimeout")
+        if self.payment.status != "authorized":
+            code = self.payment.decline_code or self.payment.status
+            raise _Stop(f"the card was declined ({code})", "PaymentDeclined")
+
+    async def _after_pivot(self, inp: CheckoutInput) -> None:
+        wid = workflow.info().workflow_id
+        assert self.payment_id is not None and self.cart_id is not None and self.totals is not None
+        await self._must(
+            "confirm order",
+            OrderActivities.confirm,
+            ConfirmOrderInput(
+                idempotency_key=f"{wid}:order.confirm",
+                order_id=inp.order_id,
+                user_id=inp.user_id,
+                payment_id=self.payment_id,
+            ),
+            "order",
+        )
+        await self._must(
+            "commit inventory",
+            ProductActivities.commit_inventory,
+            CommitInventoryInput(idempotency_key=f"{wid}:product.commit", order_id=inp.order_id),
+            "product",
+        )
+        if inp.coupon_code:
+            await self._must(
+                "commit coupon",
+                DiscountActivities.commit_coupon,
+                OrderCouponInput(idempotency_key=f"{wid}:discount.commit", order_id=inp.order_id),
+                "discount",
+            )
+        await self._must(
+            "convert cart",
+            CartActivities.convert,
+            ConvertCartInput(
+                idempotency_key=f"{wid}:cart.convert",
+                cart_id=self.cart_id,
+                workflow_id=wid,
+                order_id=inp.order_id,
+            ),
+            "cart",
+        )
+        self._set_status("confirmed")
+        await self._notify("order_confirmed", "order confirmed")
+        self.step = "awaiting shipment"
+        set_step("awaiting shipment")
+
+    # == failure and cancellation ================================================================
+    async def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, _Stop):
+            self.failure_reason, self.failure_type = exc.reason, exc.kind
+        else:
+            self.failure_reason, self.failure_type = failure_message(exc), failure_type(exc) or "StepFailed"
+        cancelled = self.failure_type == "CancelledByShopper"
+        self._set_status("compensating")
+        workflow.logger.info("checkout failed at %s: %s", self.step, self.failure_reason)
+        await self.saga.compensate()
+        self._set_status("cancelled" if cancelled else "failed")
+        if self.failure_type == "PaymentDeclined":
+            await self._notify("payment_failed", "payment failed", critical=False)
+
+    async def _cancel_after_confirmation(self, reason: str) -> None:
+        """Cancel a confirmed, not yet shipped order: give the money back, restock, release, cancel."""
+        assert self.inp is not None
+        inp, wid = self.inp, workflow.info().workflow_id
+        self.failure_reason, self.failure_type = reason, "CancelledByShopper"
+        self._set_status("compensating")
+        await self._payment_command(
+            PaymentCommand(kind="refund", request_id="checkout-cancel", reason=reason, reply_to=wid)
+        )
+        await self._compensate(
+            ProductActivities.restock,
+            RestockInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:product.restock",
+                    "lines": [
+                        {"variant_id": line["variant_id"], "quantity": line["quantity"]}
+                        for line in self.lines
+                    ],
+                }
+            ),
+            "product",
+        )
+        if inp.coupon_code:
+            await self._compensate(
+                DiscountActivities.release_coupon,
+                OrderCouponInput(
+                    idempotency_key=f"{wid}:discount.release-after-confirm", order_id=inp.order_id
+                ),
+                "discount",
+            )
+        await self._compensate(
+            OrderActivities.cancel,
+            CancelOrderInput(
+                idempotency_key=f"{wid}:order.cancel",
+                order_id=inp.order_id,
+                user_id=inp.user_id,
+                reason=reason,
+            ),
+            "order",
+        )
+        self._set_status("cancelled")
+
+    def _check_cancel(self) -> None:
+        if self.cancel_request is not None:
+            raise _Stop(self.cancel_request.reason, "CancelledByShopper")
+
+    async def _void_payment(self) -> None:
+        if self.payment is not None and self.payment.status in ("declined", "failed", "voided", "expired"):
+            return
+        await self._payment_command(
+            PaymentCommand(kind="void", request_id="checkout-void", reply_to=workflow.info().workflow_id)
+        )
+
+    async def _payment_command(self, command: PaymentCommand) -> None:
+        handle = workflow.get_external_workflow_handle(self.payment_workflow_id())
+        await handle.signal(PaymentWorkflow.command, command)
+        await workflow.wait_condition(
+            lambda: (
+                command.request_id in self.payment_replies
+                or (
+                    self.payment is not None
+                    and self.payment.status in ("declined", "failed", "voided", "expired")
+                )
+            )
+        )
+
+    # == activity plumbing =======================================================================
+    async def _step(
+        self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
+    ) -> Any:
+        """A step before the pivot: a few retries, then the saga fails and compensates."""
+        self._check_cancel()
+        self.step = name
+        set_step(name)
+        assert self.inp is not None
+        result = await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=queue,
+            start_to_close_timeout=timedelta(seconds=self.inp.timings.activity_timeout_s),
+            retry_policy=step_retry(self.inp.timings),
+            summary=name,
+        )
+        self.saga.log.append(f"done: {name}")
+        return result
+
+    async def _must(
+        self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
+    ) -> Any:
+        """A step after the pivot: retried until it succeeds; a business refusal parks the saga."""
+        self.step = name
+        set_step(name)
+        assert self.inp is not None
+        while True:
+            try:
+                result = await workflow.execute_activity_method(
+                    method,
+                    arg,
+                    task_queue=queue,
+                    start_to_close_timeout=timedelta(seconds=self.inp.timings.activity_timeout_s),
+                    retry_policy=forever_retry(),
+                    summary=name,
+                )
+                self.saga.log.append(f"done: {name}")
+                return result
+            except ActivityError as exc:
+                decision = await self.saga.park(f"step **{name}** was refused: {failure_message(exc)}")
+                if decision.action == "skip":
+                    self.saga.log.append(f"skipped by {decision.actor}: {name} ({decision.note})")
+                    return None
+
+    async def _compensate(self, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str) -> None:
+        assert self.inp is not None
+        await workflow.execute_activity_method(
+            method,
+            arg,
+            task_queue=queue,
+            start_to_close_timeout=timedelta(seconds=self.inp.timings.activity_timeout_s),
+            retry_policy=compensation_retry(self.inp.timings),
+            summary=f"compensate: {queue}",
+        )
+
+    async def _notify(self, template: str, summary: str, *, critical: bool = True) -> None:
+        assert self.inp is not None
+        inp, wid = self.inp, workflow.info().workflow_id
+        context: dict[str, Any] = {
+            "order_id": str(inp.order_id),
+            "order_number": self.order_number or "",
+            "total": f"{(self.totals.total_amount if self.totals else 0) / 100:.2f}",
+            "currency": self.totals.currency if self.totals else "",
+            "reason": self.failure_reason or "",
+            "lines": [{"name": line["name"], "quantity": line["quantity"]} for line in self.lines],
+        }
+        try:
+            await workflow.execute_activity_method(
+                NotificationActivities.send,
+                SendInput.model_validate(
+                    {
+                        "idempotency_key": f"{wid}:notify:{template}",
+                        "user_id": inp.user_id,
+                        "recipient": inp.email,
+                        "event_type": template,
+                        "template_key": template,
+                        "context": context,
+                    }
+                ),
+                task_queue="notification",
+                start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),
+                retry_policy=forever_retry() if critical else RetryPolicy(maximum_attempts=3),
+                summary=f"email: {summary}",
+            )
+        except ActivityError as exc:  # a mail never blocks an order; the notification log has the attempt
+            workflow.logger.warning("notification %s not sent: %s", template, failure_message(exc))
+
+    # == state shown to shoppers, support and the Web UI ==========================================
+    def _set_status(self, status: CheckoutState) -> None:
+        self.status = status
+        workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
+        totals = self.totals
+        lines = [f"**Order {self.order_number or self.inp.order_id if self.inp else ''}**: {status}"]
+        if totals:
+            lines.append(
+                f"\n| subtotal | discount | shipping | total |\n|---|---|---|---|\n"
+                f"| {totals.subtotal_amount / 100:.2f} | -{totals.discount_amount / 100:.2f} | "
+                f"{totals.shipping_amount / 100:.2f} | **{totals.total_amount / 100:.2f} {totals.currency}** |"
+            )
+        if self.failure_reason:
+            lines.append(f"\nReason: {self.failure_reason}")
+        if self.saga.log:
+            lines.append("\nSteps: " + ", ".join(self.saga.log[-12:]))
+        workflow.set_current_details("\n".join(lines))
+
+    def _cart(self) -> uuid.UUID:
+        if self.cart_id is None:  # lock timed out before answering: unlock by the user's locked cart
+            raise ApplicationError("no cart id known", non_retryable=True)
+        return self.cart_id
+
+    def payment_workflow_id(self) -> str:
+        assert self.inp is not None
+        return f"payment-{self.inp.order_id}"
+
+    @workflow.query
+    def query_status(self) -> CheckoutStatus:
+        return CheckoutStatus(
+            workflow_id=workflow.info().workflow_id,
+            order_id=self.inp.order_id if self.inp else uuid.UUID(int=0),
+            order_number=self.order_number,
+            status=self.status,
+            step=self.step,
+            failure_reason=self.failure_reason,
+            failure_type=self.failure_type,
+            totals=self.totals,
+            payment_id=self.payment_id,
+            payment_status=self.payment.status if self.payment else None,
+            next_action_url=self.payment.next_action_url if self.payment else None,
+            needs_attention=self.saga.parked,
+            log=self.saga.log,
+        )
+
+    # == messages ================================================================================
+    @workflow.signal
+    def payment_update(self, update: PaymentUpdate) -> None:
+        self.payment = update
+        if update.request_id:
+            self.payment_replies.add(update.request_id)
+        if update.status == "requires_action" and self.status == "pending_payment":
+            self._set_status("awaiting_authentication")
+
+    @workflow.signal
+    def shipment_update(self, update: ShipmentUpdate) -> None:
+        self.shipment = update
+
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> CancelOutcome:
+        self.cancel_request = request
+        await workflow.wait_condition(lambda: self.status in TERMINAL)
+        accepted = self.status == "cancelled"
+        message = "the order was cancelled" if accepted else f"the order is {self.status}"
+        return CancelOutcome(accepted=accepted, status=self.status, message=message)
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        if self.status in TERMINAL:
+            raise ApplicationError(f"the order is already {self.status}", type="OrderNotCancellable")
+        if self.shipment is not None or self.cancel_request is not None:
+            raise ApplicationError(
+                "the order is already shipping or being cancelled", type="OrderNotCancellable"
+            )
+
+    @workflow.update
+    def resolve(self, decision: Resolution) -> str:
+        self.saga.resolve(decision)
+        return "resolved"
