@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     readyz_timeout_s: float = Field(default=4.0, gt=0, le=30)
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     api_db_pool_size: int = Field(default=3, ge=1, le=100)
+    # Catalog search (GET /v1/products): a token bucket per client (user, else address), per process.
+    api_search_rate_per_s: float = Field(default=10, gt=0, le=10_000)
+    api_search_burst: int = Field(default=30, ge=1, le=100_000)
 
     # --- Sagas (durations are settings so tests run them in seconds) -------------------------
     public_base_url: str | None = None  # where providers send webhooks; default http://API_HOST:API_PORT
