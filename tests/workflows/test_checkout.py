@@ -162,6 +162,7 @@ async def test_happy_path_confirms_the_order(
     assert [a.status for a in auths] == ["authorized"] and auths[0].amount == totals["total_amount"]
     assert await ledger_rows(sessions, order_id) == [("authorize", "succeeded", totals["total_amount"])]
     await record_history(stack.client, saga["workflow_id"], "checkout", "happy_path")
+    await record_history(stack.client, f"payment-{order_id}", "payment", "authorized")
 
 
 # -- failure branches, each with the state after compensation --------------------------------------
@@ -227,6 +228,7 @@ async def test_declined_card_compensates_everything(
     assert [a.status for a in await psp_authorizations(stack, order_id)] == ["declined"]
     assert all(row[0] == "authorize" and row[1] == "failed" for row in await ledger_rows(sessions, order_id))
     await record_history(stack.client, saga["workflow_id"], "checkout", "card_declined")
+    await record_history(stack.client, f"payment-{order_id}", "payment", "declined")
 
 
 async def test_address_not_served_by_the_method(
@@ -303,6 +305,7 @@ async def test_cancel_after_confirmation_voids_and_restocks(
     assert [a.status for a in await psp_authorizations(stack, order_id)] == ["voided"]
     assert [r[0] for r in await ledger_rows(sessions, order_id)] == ["authorize", "void"]
     await record_history(stack.client, body["saga"]["workflow_id"], "checkout", "cancel_after_confirmation")
+    await record_history(stack.client, f"payment-{order_id}", "payment", "voided_on_cancel")
 
 
 @pytest.mark.parametrize("succeed", [True, False], ids=["authenticated", "authentication_failed"])
@@ -326,12 +329,9 @@ async def test_extra_authentication_step_waits_for_the_webhook(
     else:
         assert body["saga"]["status"] == "failed" and body["saga"]["failure_type"] == "PaymentDeclined", body
         assert await stock(sessions, variant) == (2, 0)
-    await record_history(
-        stack.client,
-        body["saga"]["workflow_id"],
-        "checkout",
-        "authentication_" + ("succeeded" if succeed else "failed"),
-    )
+    scenario = "authentication_" + ("succeeded" if succeed else "failed")
+    await record_history(stack.client, body["saga"]["workflow_id"], "checkout", scenario)
+    await record_history(stack.client, f"payment-{order_id}", "payment", scenario)
 
 
 async def test_webhook_signature_and_duplicates(stack: Stack) -> None:
