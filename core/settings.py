@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     saga_compensation_max_interval_s: float = Field(default=60, gt=0)
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
+    # The shop's web front end, for links in emails (verify email, reset password); default the API.
+    public_web_url: str | None = None
+    password_reset_cooldown_s: float = Field(default=60, ge=0)  # at most one reset mail per email per this
 
     # --- Secrets ----------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
@@ -145,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def webhook_base_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def web_base_url(self) -> str:
+        return (self.public_web_url or self.webhook_base_url).rstrip("/")
 
     @property
     def log_dir(self) -> Path:
