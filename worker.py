@@ -40,10 +40,19 @@ log = logging.getLogger("worker")
 def workflow_classes() -> Sequence[type]:
     from workflows.checkout import CheckoutWorkflow
     from workflows.partition_maintenance import PartitionMaintenanceWorkflow
+    from workflows.password_reset import PasswordResetWorkflow
     from workflows.payment import PaymentWorkflow
+    from workflows.registration import RegistrationWorkflow
     from workflows.system_check import SystemCheckWorkflow
 
-    return [SystemCheckWorkflow, PartitionMaintenanceWorkflow, CheckoutWorkflow, PaymentWorkflow]
+    return [
+        SystemCheckWorkflow,
+        PartitionMaintenanceWorkflow,
+        CheckoutWorkflow,
+        PaymentWorkflow,
+        RegistrationWorkflow,
+        PasswordResetWorkflow,
+    ]
 
 
 async def ensure_schedules(client: Client) -> None:
