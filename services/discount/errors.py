@@ -54,3 +54,13 @@ class CouponReservationReleased(Conflict):
     """Commit of a reservation that was released already (compensated or expired)."""
 
     title = "Coupon reservation was released"
+
+
+class CouponCodeTaken(Conflict):
+    """A coupon with this code exists already (codes are unique, case-insensitive)."""
+
+    title = "Coupon code taken"
+
+
+class PromotionNotFound(NotFound):
+    title = "Promotion not found"

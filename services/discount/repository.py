@@ -177,3 +177,54 @@ async def insert_promotion_usage(session: AsyncSession, rows: list[dict[str, Any
         .returning(col(PromotionUsage.id))
     )
     return len((await session.execute(stmt)).all())
+
+
+# -- administration ----------------------------------------------------------------------------------------
+
+
+async def list_coupons(
+    session: AsyncSession, *, active: bool | None, after_code: str | None, limit: int
+) -> Sequence[Coupon]:
+    """Coupons by code (keyset after ``after_code``)."""
+    # uq_coupons_code serves the ordering and the keyset
+    stmt = select(Coupon).order_by(col(Coupon.code)).limit(limit)
+    if active is not None:
+        stmt = stmt.where(col(Coupon.is_active).is_(active))
+    if after_code is not None:
+        stmt = stmt.where(col(Coupon.code) > after_code)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def set_coupon_active(session: AsyncSession, code: str, active: bool) -> bool:
+    stmt = (
+        update(Coupon)
+        .where(col(Coupon.code) == code)
+        .values(is_active=active, version=col(Coupon.version) + 1, updated_at=func.now())
+        .returning(col(Coupon.id))
+    )
+    return (await session.execute(stmt)).first() is not None
+
+
+async def list_promotions(session: AsyncSession, *, active: bool | None, limit: int) -> Sequence[Promotion]:
+    """Promotions in evaluation order (priority, then id); an admin list, not a hot path."""
+    stmt = select(Promotion).order_by(col(Promotion.priority).desc(), col(Promotion.id)).limit(limit)
+    if active is not None:
+        stmt = stmt.where(col(Promotion.is_active).is_(active))
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_promotion(session: AsyncSession, promotion_id: uuid.UUID) -> Promotion | None:
+    stmt = (
+        select(Promotion).where(col(Promotion.id) == promotion_id).execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalars().first()
+
+
+async def set_promotion_active(session: AsyncSession, promotion_id: uuid.UUID, active: bool) -> bool:
+    stmt = (
+        update(Promotion)
+        .where(col(Promotion.id) == promotion_id)
+        .values(is_active=active, updated_at=func.now())
+        .returning(col(Promotion.id))
+    )
+    return (await session.execute(stmt)).first() is not None

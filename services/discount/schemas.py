@@ -13,6 +13,7 @@ from services.discount.models import CouponType, PromotionType, RuleType, UsageS
 CURRENCY = r"^[A-Z]{3}$"
 MAX_AMOUNT = 10**12
 CODE = r"^[A-Za-z0-9_-]+$"
+MAX_LIMIT = 2**31 - 1  # INTEGER columns (usage limits, priority)
 
 
 class _In(BaseModel):
@@ -38,8 +39,8 @@ class CouponIn(_In):
     max_discount_amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
-    usage_limit_total: int | None = Field(default=None, gt=0)
-    usage_limit_per_customer: int | None = Field(default=None, gt=0)
+    usage_limit_total: int | None = Field(default=None, gt=0, le=MAX_LIMIT)
+    usage_limit_per_customer: int | None = Field(default=None, gt=0, le=MAX_LIMIT)
     is_active: bool = True
 
     @model_validator(mode="after")
@@ -85,9 +86,47 @@ class Committed(BaseModel):
     committed: bool  # false: it was committed before
 
 
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class MinSubtotalParams(_Params):
+    amount: int = Field(ge=0, le=MAX_AMOUNT)
+
+
+class CategoryParams(_Params):
+    category_ids: list[uuid.UUID] = Field(min_length=1, max_length=200)
+
+
+class ProductParams(_Params):
+    product_ids: list[uuid.UUID] = Field(min_length=1, max_length=200)
+
+
+class BuyXGetYParams(_Params):
+    buy: int = Field(ge=1, le=1000)
+    get: int = Field(ge=1, le=1000)
+
+
+RULE_PARAMS: dict[RuleType, type[_Params]] = {
+    RuleType.MIN_SUBTOTAL: MinSubtotalParams,
+    RuleType.CATEGORY: CategoryParams,
+    RuleType.PRODUCT: ProductParams,
+    RuleType.BUY_X_GET_Y: BuyXGetYParams,
+}
+
+
 class RuleIn(_In):
+    """``params`` by rule type: min_subtotal ``{"amount"}``, category ``{"category_ids"}``,
+    product ``{"product_ids"}``, buy_x_get_y ``{"buy", "get"}``. Checked here, so a stored rule can
+    always be evaluated (a malformed one would break every cart's promotion evaluation)."""
+
     rule_type: RuleType
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _params_fit_the_type(self) -> RuleIn:
+        self.params = RULE_PARAMS[self.rule_type].model_validate(self.params).model_dump(mode="json")
+        return self
 
 
 class PromotionIn(_In):
@@ -97,7 +136,7 @@ class PromotionIn(_In):
     value: int = Field(gt=0, le=MAX_AMOUNT)
     currency: str | None = Field(default=None, pattern=CURRENCY)
     max_discount_amount: int | None = Field(default=None, gt=0, le=MAX_AMOUNT)
-    priority: int = 0
+    priority: int = Field(default=0, ge=-MAX_LIMIT, le=MAX_LIMIT)
     stackable: bool = False
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -107,6 +146,8 @@ class PromotionIn(_In):
     @model_validator(mode="after")
     def _consistent(self) -> PromotionIn:
         _check_value(self.type.value, self.value, self.currency)
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
         return self
 
 
@@ -126,3 +167,58 @@ class AppliedPromotion(BaseModel):
 class PromotionEvaluation(BaseModel):
     discount_amount: int
     applied: list[AppliedPromotion]
+
+
+# -- administration views ------------------------------------------------------------------------------
+
+
+class CouponView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    code: str
+    description: str | None
+    type: CouponType
+    value: int
+    currency: str | None
+    min_subtotal_amount: int
+    max_discount_amount: int | None
+    starts_at: datetime | None
+    ends_at: datetime | None
+    usage_limit_total: int | None
+    usage_limit_per_customer: int | None
+    times_used: int = Field(description="reserved + committed uses")
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class CouponPage(BaseModel):
+    items: list[CouponView]
+    next_cursor: str | None
+
+
+class RuleView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    rule_type: RuleType
+    params: dict[str, Any]
+
+
+class PromotionView(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    type: PromotionType
+    value: int
+    currency: str | None
+    max_discount_amount: int | None
+    priority: int
+    stackable: bool
+    starts_at: datetime | None
+    ends_at: datetime | None
+    is_active: bool
+    rules: list[RuleView]
+    created_at: datetime
+    updated_at: datetime

@@ -17,8 +17,10 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import InvalidRequest
 from services.discount import repository as repo
 from services.discount.errors import (
+    CouponCodeTaken,
     CouponCurrencyMismatch,
     CouponExhausted,
     CouponExpired,
@@ -28,6 +30,7 @@ from services.discount.errors import (
     CouponPerCustomerLimitReached,
     CouponReservationReleased,
     CouponUsageNotFound,
+    PromotionNotFound,
 )
 from services.discount.models import (
     Coupon,
@@ -44,11 +47,15 @@ from services.discount.schemas import (
     CartLineIn,
     Committed,
     CouponIn,
+    CouponPage,
     CouponQuote,
+    CouponView,
     PromotionEvaluation,
     PromotionIn,
+    PromotionView,
     Released,
     Reservation,
+    RuleView,
 )
 
 # How long a reservation holds its slot before the expiry sweep may free it. Generous: a checkout
@@ -250,10 +257,42 @@ async def commit(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> C
 
 
 async def create_coupon(session: AsyncSession, new: CouponIn, *, skip_existing: bool = False) -> bool:
-    """Admin: a new coupon (code stored upper case). Returns whether it was inserted."""
+    """Admin: a new coupon (code stored upper case). Returns whether it was inserted; an existing
+    code is ``CouponCodeTaken`` (with ``skip_existing``: left as it is, False)."""
     values = new.model_dump()
     values.update(id=uuid.uuid4(), code=normalize_code(new.code), type=new.type.value)
-    return await repo.insert_coupon(session, values, skip_existing=skip_existing)
+    inserted = await repo.insert_coupon(session, values, skip_existing=True)
+    if not inserted and not skip_existing:
+        raise CouponCodeTaken(f"coupon {values['code']} exists already", code=values["code"])
+    return inserted
+
+
+async def get_coupon(session: AsyncSession, code: str) -> CouponView:
+    """Admin view of one coupon, active or not."""
+    coupon = await repo.get_coupon_by_code(session, normalize_code(code))
+    if coupon is None:
+        raise CouponNotFound(f"no coupon {code}", code=code)
+    return CouponView.model_validate(coupon)
+
+
+async def list_coupons(
+    session: AsyncSession, *, active: bool | None = None, cursor: str | None = None, limit: int = 50
+) -> CouponPage:
+    """Coupons by code, ``limit`` per page; ``next_cursor`` (the last code) fetches the next page."""
+    if not 1 <= limit <= 200:
+        raise InvalidRequest("limit must be 1..200", limit=limit)
+    rows = await repo.list_coupons(
+        session, active=active, after_code=normalize_code(cursor) if cursor else None, limit=limit + 1
+    )
+    items = [CouponView.model_validate(c) for c in rows[:limit]]
+    return CouponPage(items=items, next_cursor=items[-1].code if len(rows) > limit and items else None)
+
+
+async def set_coupon_active(session: AsyncSession, code: str, active: bool) -> CouponView:
+    """Switch a coupon on or off (off: validation answers CouponNotFound; held usages stay valid)."""
+    if not await repo.set_coupon_active(session, normalize_code(code), active):
+        raise CouponNotFound(f"no coupon {code}", code=code)
+    return await get_coupon(session, code)
 
 
 # -- promotions ----------------------------------------------------------------------------------------
@@ -268,6 +307,52 @@ async def create_promotion(session: AsyncSession, new: PromotionIn) -> uuid.UUID
     ]
     await repo.insert_promotion(session, values, rules)
     return promotion_id
+
+
+async def get_promotion(session: AsyncSession, promotion_id: uuid.UUID) -> PromotionView:
+    promotion = await repo.get_promotion(session, promotion_id)
+    if promotion is None:
+        raise PromotionNotFound(f"no promotion {promotion_id}", promotion_id=str(promotion_id))
+    return _promotion_view(promotion, await repo.rules_of(session, [promotion.id]))
+
+
+async def list_promotions(
+    session: AsyncSession, *, active: bool | None = None, limit: int = 100
+) -> list[PromotionView]:
+    """Promotions in evaluation order (highest priority first), with their rules."""
+    if not 1 <= limit <= 500:
+        raise InvalidRequest("limit must be 1..500", limit=limit)
+    promotions = await repo.list_promotions(session, active=active, limit=limit)
+    rules: dict[uuid.UUID, list[PromotionRule]] = defaultdict(list)
+    for rule in await repo.rules_of(session, [p.id for p in promotions]):
+        rules[rule.promotion_id].append(rule)
+    return [_promotion_view(p, rules[p.id]) for p in promotions]
+
+
+async def set_promotion_active(session: AsyncSession, promotion_id: uuid.UUID, active: bool) -> PromotionView:
+    if not await repo.set_promotion_active(session, promotion_id, active):
+        raise PromotionNotFound(f"no promotion {promotion_id}", promotion_id=str(promotion_id))
+    return await get_promotion(session, promotion_id)
+
+
+def _promotion_view(promotion: Promotion, rules: Sequence[PromotionRule]) -> PromotionView:
+    return PromotionView(
+        id=promotion.id,
+        name=promotion.name,
+        description=promotion.description,
+        type=PromotionType(promotion.type),
+        value=promotion.value,
+        currency=promotion.currency,
+        max_discount_amount=promotion.max_discount_amount,
+        priority=promotion.priority,
+        stackable=promotion.stackable,
+        starts_at=promotion.starts_at,
+        ends_at=promotion.ends_at,
+        is_active=promotion.is_active,
+        rules=[RuleView.model_validate(r) for r in sorted(rules, key=lambda r: (r.created_at, str(r.id)))],
+        created_at=promotion.created_at,
+        updated_at=promotion.updated_at,
+    )
 
 
 def _ids(params: dict[str, Any], name: str) -> set[str]:
