@@ -94,6 +94,7 @@ def settings(postgres_server: PostgresServer, tmp_root: Path) -> Iterator[Settin
         saga_compensation_max_interval_s=1,
         payment_action_timeout_s=20,
         start_shipping=False,
+        password_reset_cooldown_s=3,
     )
     saved = dict(os.environ)
     os.environ.update(settings_env(values))
