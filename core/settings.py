@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     saga_compensation_max_interval_s: float = Field(default=60, gt=0)
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
+    # Shipping saga: stall timers (support is alerted) and the label purchase budget.
+    shipping_no_pickup_s: float = Field(default=2 * 24 * 3600, gt=0)
+    shipping_no_movement_s: float = Field(default=3 * 24 * 3600, gt=0)
+    shipping_label_attempts: int = Field(default=20, ge=1)
+    # Return saga: approve automatically under this amount (minor units; unset: support decides every
+    # return), escalate an undecided return after the timeout, RMA validity for handing the parcel over.
+    return_auto_approve_under_amount: int | None = Field(default=5000, ge=0)
+    return_decision_timeout_s: float = Field(default=2 * 24 * 3600, gt=0)
+    return_rma_ttl_s: float = Field(default=14 * 24 * 3600, gt=0)
     # The shop's web front end, for links in emails (verify email, reset password); default the API.
     public_web_url: str | None = None
     password_reset_cooldown_s: float = Field(default=60, ge=0)  # at most one reset mail per email per this
