@@ -79,7 +79,85 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+_DESCRIPTIONS = {
+    401: "Not authenticated",
+    413: "Request body too large",
+    422: "Invalid input: field errors, nothing written",
+}
+
+
+def _problem_content() -> dict[str, Any]:
+    return {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers below do, for every operation: each error
+    response is ``application/problem+json`` with the ``Problem`` schema (FastAPI files a response
+    ``model`` under ``application/json``, and adds its own 422 shape); an operation with a security
+    requirement can answer 401, one with parameters or a body 422, one with a body 413."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses: dict[str, Any] = operation["responses"]
+            implied = []
+            if operation.get("security"):
+                implied.append(401)
+            if operation.get("parameters") or operation.get("requestBody"):
+                implied.append(422)
+            if operation.get("requestBody"):
+                implied.append(413)
+            for code in implied:
+                responses.setdefault(str(code), {"description": _DESCRIPTIONS[code]})
+            for status, response in responses.items():
+                content = response.get("content") or {}
+                if status[:1] not in ("4", "5") or (content and not _is_problem(content)):
+                    continue  # a success, or a route's own error document (/readyz's 503)
+                response["content"] = _problem_content()
+                if response.get("description") == "Validation Error":
+                    response["description"] = _DESCRIPTIONS[422]
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in _problem_schemas().items():
+        components.setdefault(name, definition)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if not _referenced(schema, unused):
+            components.pop(unused, None)
+    return schema
+
+
+def _is_problem(content: dict[str, Any]) -> bool:
+    """Documented as a problem already, or as FastAPI's validation error (our handler answers a problem)."""
+    refs = {media.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1] for media in content.values()}
+    return PROBLEM_JSON in content or bool(refs & {"Problem", "HTTPValidationError"})
+
+
+def _problem_schemas() -> dict[str, Any]:
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    return {**definitions, "Problem": schema}
+
+
+def _referenced(schema: dict[str, Any], name: str) -> bool:
+    import json
+
+    paths = json.dumps(schema.get("paths", {}))
+    others = json.dumps(
+        {k: v for k, v in schema.get("components", {}).get("schemas", {}).items() if k != name}
+    )
+    ref = f'"#/components/schemas/{name}"'
+    return ref in paths or ref in others
+
+
 def install(app: FastAPI) -> None:
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(BusinessError)
     async def business(request: Request, exc: BusinessError) -> JSONResponse:
         headers = None
