@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.middleware import BodySizeLimit
-from api.routes import auth, cart, catalog, health, me, orders, webhooks
+from api.routes import admin, auth, cart, catalog, health, me, orders, support, webhooks
 from api.temporal_client import LazyTemporalClient
 from core.db import create_engine, session_factory
 from core.registry import SERVICE_NAMES
@@ -48,4 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cart.router)
     app.include_router(auth.router)
     app.include_router(me.router)
+    app.include_router(support.router)
+    app.include_router(admin.router)
     return app
