@@ -43,6 +43,8 @@ def workflow_classes() -> Sequence[type]:
     from workflows.password_reset import PasswordResetWorkflow
     from workflows.payment import PaymentWorkflow
     from workflows.registration import RegistrationWorkflow
+    from workflows.returns import ReturnWorkflow
+    from workflows.shipping import ShippingWorkflow
     from workflows.system_check import SystemCheckWorkflow
 
     return [
@@ -52,6 +54,8 @@ def workflow_classes() -> Sequence[type]:
         PaymentWorkflow,
         RegistrationWorkflow,
         PasswordResetWorkflow,
+        ShippingWorkflow,
+        ReturnWorkflow,
     ]
 
 

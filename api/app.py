@@ -9,7 +9,20 @@ from fastapi import FastAPI
 
 from api import problems
 from api.middleware import BodySizeLimit
-from api.routes import admin, auth, cart, catalog, health, me, orders, support, webhooks
+from api.routes import (
+    admin,
+    auth,
+    carrier_webhooks,
+    cart,
+    catalog,
+    health,
+    me,
+    orders,
+    returns,
+    shipments,
+    support,
+    webhooks,
+)
 from api.temporal_client import LazyTemporalClient
 from core.db import create_engine, session_factory
 from core.registry import SERVICE_NAMES
@@ -50,4 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(me.router)
     app.include_router(support.router)
     app.include_router(admin.router)
+    app.include_router(shipments.router)
+    app.include_router(returns.router)
+    app.include_router(carrier_webhooks.router)
     return app
