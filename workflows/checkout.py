@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         step_retry,
         wait_until,
     )
+    from workflows.shipping import ShippingCancel, ShippingInput, ShippingOptions, ShippingWorkflow
 
 CheckoutState = Literal[
     "started",
@@ -100,6 +101,7 @@ class CheckoutInput(BaseModel):
     carrier_webhook_url: str | None = None
     payment: PaymentTimings = PaymentTimings()
     timings: SagaTimings = SagaTimings()
+    shipping: ShippingOptions = ShippingOptions()
 
 
 class Totals(BaseModel):
@@ -139,9 +141,10 @@ class CancelOutcome(BaseModel):
 
 
 class ShipmentUpdate(BaseModel):
-    """From the shipping saga: the carrier's first scan happened (``shipped``), or it gave up."""
+    """From the shipping saga: the carrier's first scan happened (``shipped``), or it gave up, or
+    it voided the label because this checkout asked (``cancelled``)."""
 
-    status: Literal["shipped", "label_failed"]
+    status: Literal["shipped", "label_failed", "cancelled"]
     shipment_id: uuid.UUID | None = None
     message: str = ""
 
@@ -168,6 +171,7 @@ class CheckoutWorkflow:
         self.payment: PaymentUpdate | None = None
         self.payment_replies: set[str] = set()
         self.shipment: ShipmentUpdate | None = None
+        self.shipping_started = False
         self.cart_id: uuid.UUID | None = None
         self.lines: list[dict[str, Any]] = []
         self.saga = Saga(SagaTimings())
@@ -194,6 +198,8 @@ class CheckoutWorkflow:
         await self._after_pivot(inp)
         # Open until the order ships or is cancelled (a cancel before shipping still works).
         await workflow.wait_condition(lambda: self.cancel_request is not None or self.shipment is not None)
+        if self.shipment is None and self.shipping_started:  # the carrier may have the parcel already
+            await self._stop_shipping()
         if self.shipment is not None and self.shipment.status == "shipped":
             self._set_status("shipped")
         else:
@@ -462,6 +468,29 @@ class CheckoutWorkflow:
         await self._notify("order_confirmed", "order confirmed")
         self.step = "awaiting shipment"
         set_step("awaiting shipment")
+        if inp.start_shipping and workflow.patched("shipping-saga"):
+            # The shipping saga buys the label and follows the parcel; it answers shipment_update.
+            weight = sum(int(line["weight_grams"]) * int(line["quantity"]) for line in self.lines)
+            await workflow.start_child_workflow(
+                ShippingWorkflow.run,
+                ShippingInput(
+                    order_id=inp.order_id,
+                    user_id=inp.user_id,
+                    email=inp.email,
+                    shipping_method_id=inp.shipping_method_id,
+                    weight_grams=max(1, weight),
+                    webhook_url=inp.carrier_webhook_url,
+                    reply_to=wid,
+                    payment_workflow_id=self.payment_workflow_id(),
+                    options=inp.shipping,
+                    timings=inp.timings,
+                ),
+                id=f"shipping-{inp.order_id}",
+                task_queue=SAGAS_TASK_QUEUE,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"shipping of order {self.order_number}",
+            )
+            self.shipping_started = True
 
     # == failure and cancellation ================================================================
     async def _fail(self, exc: BaseException) -> None:
@@ -518,6 +547,20 @@ class CheckoutWorkflow:
             "order",
         )
         self._set_status("cancelled")
+
+    async def _stop_shipping(self) -> None:
+        """A cancel while the shipping saga runs: it voids the label and answers ``cancelled``, or
+        ``shipped`` when the carrier already has the parcel (then the order is not cancelled)."""
+        assert self.inp is not None and self.cancel_request is not None
+        try:
+            await workflow.get_external_workflow_handle(f"shipping-{self.inp.order_id}").signal(
+                ShippingWorkflow.cancel,
+                ShippingCancel(reason=self.cancel_request.reason, reply_to=workflow.info().workflow_id),
+            )
+        except Exception as exc:  # the shipping saga has ended without a word: nothing to void
+            workflow.logger.warning("shipping saga not reachable: %s", exc)
+            return
+        await workflow.wait_condition(lambda: self.shipment is not None)
 
     def _check_cancel(self) -> None:
         if self.cancel_request is not None:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -229,41 +229,40 @@ class ShippingWorkflow:
         if address is None:
             raise _LabelFailed("the order has no shipping address")
         try:
-            await self._call(
-                "create shipment",
-                ShippingActivities.create_shipment,
-                CreateShipmentInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:shipping.create_shipment",
-                        "shipment_id": self.shipment_id(),
-                        "order_id": inp.order_id,
-                        "user_id": inp.user_id,
-                        "direction": "outbound",
-                        "method_id": inp.shipping_method_id,
-                        "address": {
-                            "country": address.country_code,
-                            "postal_code": address.postal_code,
-                            "name": address.recipient_name,
-                            "line1": address.line1,
-                            "line2": address.line2,
-                            "city": address.city,
-                            "region": address.region,
-                            "phone": address.phone,
-                        },
-                        "weight_grams": inp.weight_grams,
-                        "items": [
-                            {
-                                "variant_id": item.variant_id or item.product_id,
-                                "quantity": item.quantity,
-                                "order_item_id": item.id,
-                                "name": item.name[:300],
-                            }
-                            for item in order.items
-                        ],
-                    }
-                ),
-                queue="shipping",
+            create = CreateShipmentInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:shipping.create_shipment",
+                    "shipment_id": self.shipment_id(),
+                    "order_id": inp.order_id,
+                    "user_id": inp.user_id,
+                    "direction": "outbound",
+                    "method_id": inp.shipping_method_id,
+                    "address": {
+                        "country": address.country_code,
+                        "postal_code": address.postal_code,
+                        "name": address.recipient_name,
+                        "line1": address.line1,
+                        "line2": address.line2,
+                        "city": address.city,
+                        "region": address.region,
+                        "phone": address.phone,
+                    },
+                    "weight_grams": inp.weight_grams,
+                    "items": [
+                        {
+                            "variant_id": item.variant_id or item.product_id,
+                            "quantity": item.quantity,
+                            "order_item_id": item.id,
+                            "name": item.name[:300],
+                        }
+                        for item in order.items
+                    ],
+                }
             )
+        except ValidationError as exc:  # e.g. heavier than a carrier takes in one parcel
+            raise _LabelFailed(f"the shipment cannot be made: {exc.errors()[0]['msg']}") from exc
+        try:
+            await self._call("create shipment", ShippingActivities.create_shipment, create, queue="shipping")
         except ActivityError as exc:  # a business refusal (the method no longer serves the address)
             raise _LabelFailed(f"the shipment could not be created: {failure_message(exc)}") from exc
         if await self._cancelled_before_label():

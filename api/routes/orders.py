@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from api.auth import CurrentUser
 from api.deps import SessionsDep, SettingsDep, TemporalDep
 from api.problems import problem_responses
+from api.routes.shipments import shipping_options
 from core.errors import BusinessError, IdempotencyKeyReused, NotFound
 from core.registry import SAGAS_TASK_QUEUE
 from core.settings import Settings
@@ -129,6 +130,7 @@ def checkout_input(
             compensation_max_attempts=settings.saga_compensation_attempts,
             compensation_max_interval_s=settings.saga_compensation_max_interval_s,
         ),
+        shipping=shipping_options(settings),
     )
 
 
