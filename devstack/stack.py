@@ -101,6 +101,8 @@ def api_spec(settings: Settings, *, workers: int = 1) -> ProcSpec:
             "--workers",
             str(workers),
             "--no-access-log",
+            "--timeout-keep-alive",
+            "30",
         ),
         ready_url=f"http://{settings.api_host}:{settings.api_port}/healthz",
     )

@@ -30,7 +30,13 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.cart import CartActivities, ConvertCartInput, LockCartInput, UnlockCartInput
-    from activities.discount import DiscountActivities, OrderCouponInput, ReserveCouponInput
+    from activities.discount import (
+        DiscountActivities,
+        EvaluatePromotionsInput,
+        OrderCouponInput,
+        RecordPromotionsInput,
+        ReserveCouponInput,
+    )
     from activities.notification import NotificationActivities, SendInput
     from activities.order import (
         CancelOrderInput,
@@ -174,6 +180,7 @@ class CheckoutWorkflow:
         self.shipping_started = False
         self.cart_id: uuid.UUID | None = None
         self.lines: list[dict[str, Any]] = []
+        self.promotions: list[dict[str, Any]] = []
         self.saga = Saga(SagaTimings())
 
     # == the saga ===============================================================================
@@ -250,7 +257,32 @@ class CheckoutWorkflow:
         )
         self.lines = [line.model_dump() for line in priced.lines]
 
-        discount_amount, free_shipping = 0, False
+        # Automatic promotions were added after checkouts were already running: the patch keeps the
+        # histories recorded before it (tests/histories/checkout) replaying unchanged.
+        promotion_amount = 0
+        if workflow.patched("automatic-promotions"):
+            promotions = await self._step(
+                "evaluate promotions",
+                DiscountActivities.evaluate_promotions,
+                EvaluatePromotionsInput.model_validate(
+                    {
+                        "currency": priced.currency,
+                        "lines": [
+                            {
+                                "product_id": line.product_id,
+                                "unit_price_amount": line.unit_price_amount,
+                                "quantity": line.quantity,
+                            }
+                            for line in priced.lines
+                        ],
+                    }
+                ),
+                "discount",
+            )
+            promotion_amount = min(promotions.discount_amount, priced.subtotal_amount)
+            self.promotions = [p.model_dump(mode="json") for p in promotions.applied]
+
+        discount_amount, free_shipping = promotion_amount, False
         if inp.coupon_code:
             self.saga.add(
                 "discount.release_coupon",
@@ -268,12 +300,12 @@ class CheckoutWorkflow:
                     code=inp.coupon_code,
                     user_id=inp.user_id,
                     order_id=inp.order_id,
-                    subtotal_amount=priced.subtotal_amount,
+                    subtotal_amount=priced.subtotal_amount - promotion_amount,
                     currency=priced.currency,
                 ),
                 "discount",
             )
-            discount_amount, free_shipping = coupon.discount_amount, coupon.free_shipping
+            discount_amount, free_shipping = promotion_amount + coupon.discount_amount, coupon.free_shipping
 
         quote = await self._step(
             "quote shipping",
@@ -464,6 +496,20 @@ class CheckoutWorkflow:
             ),
             "cart",
         )
+        if self.promotions:
+            await self._must(
+                "record promotions",
+                DiscountActivities.record_promotions,
+                RecordPromotionsInput.model_validate(
+                    {
+                        "idempotency_key": f"{wid}:discount.record_promotions",
+                        "order_id": inp.order_id,
+                        "user_id": inp.user_id,
+                        "applied": self.promotions,
+                    }
+                ),
+                "discount",
+            )
         self._set_status("confirmed")
         await self._notify("order_confirmed", "order confirmed")
         self.step = "awaiting shipment"

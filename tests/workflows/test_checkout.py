@@ -54,9 +54,15 @@ async def checkout(
     }
     if coupon:
         body["coupon_code"] = coupon
-    return await http.post(
-        "/v1/checkout", json=body, headers={**shopper.headers, "Idempotency-Key": key or str(uuid.uuid4())}
-    )
+    headers = {**shopper.headers, "Idempotency-Key": key or str(uuid.uuid4())}
+    for attempt in range(4):  # the Idempotency-Key makes a retry after a dropped connection safe
+        try:
+            return await http.post("/v1/checkout", json=body, headers=headers)
+        except httpx.TransportError:
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def wait_status(
@@ -413,3 +419,41 @@ async def test_200_checkouts_race_for_20_units(
     assert statuses.count("failed") == 180
     assert all(r["saga"]["failure_type"] == "OutOfStock" for r in results if r["saga"]["status"] == "failed")
     assert await stock(sessions, variant) == (0, 0)
+
+
+async def test_automatic_promotion_is_applied_and_recorded(
+    stack: Stack, sessions: dict[str, SessionFactory], methods: dict[str, uuid.UUID]
+) -> None:
+    """Added behind workflow.patched("automatic-promotions"): new checkouts evaluate promotions,
+    the stored histories recorded before the change still replay (tests/workflows/test_replay.py)."""
+    from services.discount.schemas import PromotionIn
+
+    shopper = await make_shopper(sessions, stack.settings)
+    variant = await stocked_variant(sessions, on_hand=3, price_amount=4000)
+    await fill_cart(sessions, shopper.user_id, variant)
+    async with sessions["discount"]() as s, s.begin():
+        promotion_id = await discount_service.create_promotion(
+            s,
+            PromotionIn.model_validate(
+                {
+                    "name": "20% off this product",
+                    "type": "percentage",
+                    "value": 20,
+                    "rules": [{"rule_type": "product", "params": {"product_ids": [str(variant.product_id)]}}],
+                }
+            ),
+        )
+    async with stack.http() as http:
+        order_id = (await checkout(http, shopper, methods["US:standard"])).json()["order_id"]
+        body = await wait_status(http, shopper, order_id, TERMINAL)
+    assert body["saga"]["status"] == "confirmed", body
+    assert body["order"]["discount_amount"] == 800
+    async with sessions["discount"]() as s:
+        used = (
+            await s.execute(
+                text("SELECT discount_amount FROM promotion_usage WHERE promotion_id = :p AND order_id = :o"),
+                {"p": promotion_id, "o": uuid.UUID(order_id)},
+            )
+        ).all()
+    assert [r[0] for r in used] == [800]
+    await record_history(stack.client, body["saga"]["workflow_id"], "checkout", "with_promotion")
