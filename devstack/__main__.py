@@ -202,6 +202,35 @@ def migrate_cmd(service: list[str] = typer.Argument(None, help="services to migr
     migrate.upgrade_all(get_settings(), list(service) if service else None)
 
 
+@app.command()
+def erd(
+    check: bool = typer.Option(False, "--check", help="write nothing; exit 1 when a file is out of date"),
+) -> None:
+    """Regenerate the ER diagrams (docs/erd/) and the index catalogue in docs/database.md from the models."""
+    from devstack.erd import stale, write
+
+    changed = stale() if check else write()
+    print(
+        "\n".join(f"{'out of date' if check else 'wrote'}: {p}" for p in changed)
+        or "ER diagrams are up to date"
+    )
+    if check and changed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def seed(
+    products: int = typer.Option(300, help="demo catalog size"),
+    shoppers: int = typer.Option(0, help="demo shoppers with an address and a PSP-tokenized card"),
+    out: Path = typer.Option(None, help="where to write the shoppers' ids (default var/seed/shoppers.json)"),
+) -> None:
+    """Load the demo catalog, shipping configuration, coupons and (optionally) demo shoppers; idempotent."""
+    from devstack.seed import seed as run_seed
+
+    report = asyncio.run(run_seed(get_settings(), products=products, shoppers=shoppers, shoppers_file=out))
+    print("\n".join(report.lines()))
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
