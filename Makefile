@@ -12,6 +12,11 @@ test: .venv/.synced tools  ## run the whole test suite against its own throw-awa
 tools: .venv/.synced  ## find or build the Temporal CLI, find or install PostgreSQL
 	$(PY) -m devstack tools
 
+PRODUCTS ?= 300
+SHOPPERS ?= 0
+seed: .venv/.synced  ## load demo data into the running platform: make seed [PRODUCTS=300] [SHOPPERS=100]
+	$(PY) -m devstack seed --products $(PRODUCTS) --shoppers $(SHOPPERS)
+
 lint: .venv/.synced
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy .
 
