@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from core.activity_support import idempotent_write
+from core.activity_support import business_errors, idempotent_write
 from core.db import SessionFactory
 from core.settings import Settings
 from services.cart import service
@@ -66,6 +66,14 @@ class ConvertCartResult(BaseModel):
     cart_id: uuid.UUID
     status: str
     order_id: uuid.UUID
+
+
+class AbandonExpiredInput(_In):
+    batch: int = Field(default=service.ABANDON_BATCH, ge=1, le=10_000)
+
+
+class AbandonExpiredResult(BaseModel):
+    abandoned: int
 
 
 class CartActivities:
@@ -129,6 +137,14 @@ class CartActivities:
             result_type=ConvertCartResult,
             effect=effect,
         )
+
+    @activity.defn(name="cart.abandon_expired")
+    async def abandon_expired(self, inp: AbandonExpiredInput) -> AbandonExpiredResult:
+        """Maintenance (a schedule): active carts past their expiry become abandoned, up to ``batch``.
+        Naturally idempotent (no key): a second run finds nothing left to abandon."""
+        with business_errors():
+            async with self.sessions() as s, s.begin():
+                return AbandonExpiredResult(abandoned=await service.abandon_expired(s, batch=inp.batch))
 
 
 def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
