@@ -39,6 +39,7 @@ log = logging.getLogger("worker")
 
 def workflow_classes() -> Sequence[type]:
     from workflows.checkout import CheckoutWorkflow
+    from workflows.maintenance import MaintenanceWorkflow
     from workflows.partition_maintenance import PartitionMaintenanceWorkflow
     from workflows.password_reset import PasswordResetWorkflow
     from workflows.payment import PaymentWorkflow
@@ -50,6 +51,7 @@ def workflow_classes() -> Sequence[type]:
     return [
         SystemCheckWorkflow,
         PartitionMaintenanceWorkflow,
+        MaintenanceWorkflow,
         CheckoutWorkflow,
         PaymentWorkflow,
         RegistrationWorkflow,
@@ -77,6 +79,25 @@ async def ensure_schedules(client: Client) -> None:
                 spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
             ),
             trigger_immediately=True,
+        )
+    except ScheduleAlreadyRunningError:
+        pass
+
+    from workflows.maintenance import MAINTENANCE_INTERVAL, MaintenanceInput, MaintenanceWorkflow
+
+    try:  # the expiry sweeps (reservations, coupon reservations, carts); first run one interval from now
+        await client.create_schedule(
+            "maintenance",
+            Schedule(
+                action=ScheduleActionStartWorkflow(
+                    MaintenanceWorkflow.run,
+                    MaintenanceInput(),
+                    id="maintenance-run",
+                    task_queue=SAGAS_TASK_QUEUE,
+                    execution_timeout=MAINTENANCE_INTERVAL,
+                ),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=MAINTENANCE_INTERVAL)]),
+            ),
         )
     except ScheduleAlreadyRunningError:
         pass
