@@ -281,18 +281,24 @@ async def schedule_to_start_latencies(
     histories: WorkflowTaskStarted - WorkflowTaskScheduled and ActivityTaskStarted -
     ActivityTaskScheduled (event times written by the server). For an activity that was retried
     the figure includes the retry backoff (the started event is that of the last attempt).
-    Also counts workflow-task failures and timeouts (deadlocks show up there) with their messages."""
+    Also the time the workers spent on each task (WorkflowTaskStarted -> Completed, ActivityTaskStarted
+    -> Completed: on a saturated machine these grow, not only the waits), and workflow-task failures
+    and timeouts (deadlocks show up there) with their messages."""
     from temporalio.api.enums.v1 import EventType
 
     wft_scheduled = EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
     wft_started = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
     act_scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     act_started = EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    wft_completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    act_completed = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
     wft_failed = EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     wft_timed_out = EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
 
     workflow_task: list[float] = []
     activity_task: list[float] = []
+    workflow_task_run: list[float] = []
+    activity_run: list[float] = []
     failures: Counter[str] = Counter()
     unreadable: Counter[str] = Counter()
     read = 0
@@ -307,20 +313,30 @@ async def schedule_to_start_latencies(
                 unreadable[type(exc).__name__] += 1
                 return
         read += 1
-        scheduled: dict[int, int] = {}
+        at_event: dict[int, int] = {}  # event id -> time (ns) of scheduled and started events
         for event in history.events:
             at = event.event_time.ToNanoseconds()
             kind = event.event_type
             if kind in (wft_scheduled, act_scheduled):
-                scheduled[event.event_id] = at
+                at_event[event.event_id] = at
             elif kind == wft_started:
-                origin = scheduled.get(event.workflow_task_started_event_attributes.scheduled_event_id)
+                at_event[event.event_id] = at
+                origin = at_event.get(event.workflow_task_started_event_attributes.scheduled_event_id)
                 if origin is not None:
                     workflow_task.append((at - origin) / 1e9)
             elif kind == act_started:
-                origin = scheduled.get(event.activity_task_started_event_attributes.scheduled_event_id)
+                at_event[event.event_id] = at
+                origin = at_event.get(event.activity_task_started_event_attributes.scheduled_event_id)
                 if origin is not None:
                     activity_task.append((at - origin) / 1e9)
+            elif kind == wft_completed:
+                origin = at_event.get(event.workflow_task_completed_event_attributes.started_event_id)
+                if origin is not None:
+                    workflow_task_run.append((at - origin) / 1e9)
+            elif kind == act_completed:
+                origin = at_event.get(event.activity_task_completed_event_attributes.started_event_id)
+                if origin is not None:
+                    activity_run.append((at - origin) / 1e9)
             elif kind == wft_failed:
                 message = event.workflow_task_failed_event_attributes.failure.message
                 failures[f"failed: {message[:160]}"] += 1
@@ -333,6 +349,8 @@ async def schedule_to_start_latencies(
         "histories_unreadable": dict(unreadable),
         "workflow_task": latency_stats(workflow_task).to_dict(),
         "activity_task": latency_stats(activity_task).to_dict(),
+        "workflow_task_processing": latency_stats(workflow_task_run).to_dict(),
+        "activity_processing": latency_stats(activity_run).to_dict(),
         "workflow_task_failures": {"total": sum(failures.values()), "by_reason": dict(failures)},
     }
 

@@ -196,15 +196,26 @@ class CpuUsage:
     total_s: float
     by_label: dict[str, float]
     processes: int
+    machine_busy_s: float | None = None  # every process on the machine (non-idle CPU time)
 
     def to_dict(self) -> dict[str, Any]:
+        others = None if self.machine_busy_s is None else max(0.0, self.machine_busy_s - self.total_s)
         return {
             "wall_s": self.wall_s,
             "cpu_s": self.total_s,
             "cores_busy": self.total_s / self.wall_s if self.wall_s > 0 else None,
             "by_process": dict(sorted(self.by_label.items())),
             "processes": self.processes,
+            # CPU used meanwhile by processes outside the benchmark: the noise of a shared machine
+            "machine_cores": psutil.cpu_count(),
+            "others_cores_busy": others / self.wall_s if others is not None and self.wall_s > 0 else None,
         }
+
+
+def _machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq")  # guest time is already inside user/nice
+    return float(sum(getattr(times, name, 0.0) for name in busy))
 
 
 class CpuMeter:
@@ -219,6 +230,7 @@ class CpuMeter:
         self._tracked: dict[tuple[int, float], _Tracked] = {}
         self._started_wall = 0.0
         self._started_mono = 0.0
+        self._machine_at_start = 0.0
         self._sampler: asyncio.Task[None] | None = None
 
     def _sample(self, *, first: bool) -> None:
@@ -244,6 +256,7 @@ class CpuMeter:
         self._tracked.clear()
         self._started_wall = time.time()
         self._started_mono = time.monotonic()
+        self._machine_at_start = _machine_busy_seconds()
         await asyncio.to_thread(self._sample, first=True)
         self._sampler = asyncio.create_task(self._sample_forever())
 
@@ -262,6 +275,7 @@ class CpuMeter:
 
     async def stop(self) -> CpuUsage:
         wall = time.monotonic() - self._started_mono
+        machine = _machine_busy_seconds() - self._machine_at_start
         await self.close()
         await asyncio.to_thread(self._sample, first=False)
         by_label: dict[str, float] = {}
@@ -269,7 +283,7 @@ class CpuMeter:
             by_label[tracked.label] = by_label.get(tracked.label, 0.0) + max(
                 0.0, tracked.last - tracked.baseline
             )
-        return CpuUsage(wall, math.fsum(by_label.values()), by_label, len(self._tracked))
+        return CpuUsage(wall, math.fsum(by_label.values()), by_label, len(self._tracked), machine)
 
 
 # --------------------------------------------------------------------------------------------------

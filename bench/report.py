@@ -13,9 +13,11 @@ JSON schema (``"schema": "sagashop-bench/1"``)::
           "latency_ms": {"count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"},
           "errors": {"total", "by_type", "samples": [{"error", "count"}], "samples_dropped"},
           "unmeasured": {"operations", "errors": {...same shape...}, "abandoned"},
-          "cpu": {"wall_s", "cpu_s", "cores_busy", "by_process", "processes", "per_op_s"} | null,
-          "schedule_to_start": {"workflows_sampled", "workflow_task": {latency}, "activity_task":
-                                {latency}, "workflow_task_failures": {...}} | null,
+          "cpu": {"wall_s", "cpu_s", "cores_busy", "by_process", "processes", "machine_cores",
+                  "others_cores_busy", "per_op_s"} | null,
+          "schedule_to_start": {"workflows_sampled", "histories_unreadable", "workflow_task": {latency},
+                                "activity_task": {latency}, "workflow_task_processing": {latency},
+                                "activity_processing": {latency}, "workflow_task_failures": {...}} | null,
           "config": {...}
         }
       },
@@ -226,6 +228,13 @@ def format_table(report: Mapping[str, Any]) -> str:
             f"{_fmt(wft.get('p50_ms')) + '/' + _fmt(wft.get('p99_ms')):>17}"
             f"{_fmt(act.get('p50_ms')) + '/' + _fmt(act.get('p99_ms')):>17}"
         )
+    noise = [
+        f"{name} {cpu['others_cores_busy']:.1f}"
+        for name, m in report["modes"].items()
+        if (cpu := m.get("cpu")) and cpu.get("others_cores_busy") is not None
+    ]
+    if noise:
+        lines.append("cores busy with other processes meanwhile (noise): " + ", ".join(noise))
     for pair, r in report.get("ratios", {}).items():
         lines.append(
             f"{pair}: p50 x{_fmt(r['latency_p50'], 2)}  p99 x{_fmt(r['latency_p99'], 2)}  "

@@ -312,7 +312,9 @@ async def test_engine_floor_real_run(
     # 12 activities and 13 workflow tasks per workflow
     assert s2s["activity_task"]["count"] == 12 * s2s["workflows_sampled"]
     assert s2s["workflow_task"]["count"] == 13 * s2s["workflows_sampled"]
-    for kind in ("workflow_task", "activity_task"):
+    assert s2s["activity_processing"]["count"] == 12 * s2s["workflows_sampled"]
+    assert s2s["workflow_task_processing"]["count"] == 13 * s2s["workflows_sampled"]
+    for kind in ("workflow_task", "activity_task", "workflow_task_processing", "activity_processing"):
         assert 0 <= s2s[kind]["p50_ms"] <= s2s[kind]["p99_ms"] < 5_000, s2s[kind]
     assert s2s["workflow_task_failures"]["total"] == 0
 
