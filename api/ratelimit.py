@@ -25,11 +25,27 @@ from typing import Any
 from fastapi import Depends, Request
 
 from api.deps import SettingsDep
+from api.problems import problem_responses
 from core.errors import BusinessError
 from core.settings import Settings
 from services.auth.tokens import InvalidAccessToken, verify_access_token
 
 DEFAULT_MAX_CLIENTS = 10_000
+
+
+def rate_limited_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``problem_responses(*statuses, 429)`` with the 429's ``Retry-After`` header documented."""
+    responses = problem_responses(*statuses, 429)
+    responses[429] = {
+        **responses[429],
+        "headers": {
+            "Retry-After": {
+                "description": "whole seconds until the client may try again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    }
+    return responses
 
 
 class TooManyRequests(BusinessError):

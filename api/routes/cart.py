@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -63,6 +63,19 @@ Version = Annotated[
 CouponCode = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(storable)
 ]
+
+
+# The 200 of the routes that may create a guest cart.
+NEW_TOKEN_HEADER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            CART_TOKEN_HEADER: {
+                "description": "only when this call created a guest cart: its token (shown once)",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
 
 
 class CartOut(CartView):
@@ -140,7 +153,7 @@ def _out(response: Response, cart: CartView, token: str | None) -> CartOut:
     summary="The caller's cart",
     description="Signed in: the shopper's cart. Guest: the cart of `X-Cart-Token`; without a (live) "
     "token a new empty guest cart whose token is returned once.",
-    responses=problem_responses(401, 422),
+    responses={**NEW_TOKEN_HEADER, **problem_responses(401, 422)},
 )
 async def get_cart(
     caller: OptionalUser, sessions: SessionsDep, response: Response, x_cart_token: CartToken = None
@@ -157,7 +170,7 @@ async def get_cart(
     description="The unit price and product are read from the catalog (never sent by the client); "
     "the same variant again adds to its line (at most "
     f"{MAX_ITEM_QUANTITY} units). A guest without a token gets a new cart and its token.",
-    responses=problem_responses(401, 409, 422),
+    responses={**NEW_TOKEN_HEADER, **problem_responses(401, 409, 422)},
 )
 async def add_item(
     body: AddItemRequest,

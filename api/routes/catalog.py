@@ -26,7 +26,7 @@ from pydantic import (
 from api.auth import CurrentUser
 from api.deps import SessionsDep
 from api.problems import problem_responses
-from api.ratelimit import rate_limited
+from api.ratelimit import rate_limited, rate_limited_responses
 from core.db import SessionFactory
 from services.order import service as order_service
 from services.order.models import OrderStatus
@@ -229,7 +229,7 @@ class ReviewRequest(BaseModel):
     "filters; sorted by relevance, price, newest or rating; keyset pagination with `next_cursor` "
     "(a cursor only works with the filters and sort it was issued for). Rate limited per client.",
     dependencies=[SearchLimit],
-    responses=problem_responses(404, 422, 429),
+    responses=rate_limited_responses(404, 422),
 )
 async def search_products(query: Annotated[CatalogQuery, Query()], sessions: SessionsDep) -> SearchPage:
     try:
