@@ -51,6 +51,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Shoppers, support staff and admins of a saga-orchestrated e-commerce platform.",
         lifespan=lifespan,
+        contact={"name": "sagashop maintainers"},
+        openapi_tags=[
+            {
+                "name": "support",
+                "description": "Support staff (`support` role; `admin` implies it): order lookup with the "
+                "live saga state, notes, parked sagas and their resolution.",
+            },
+            {"name": "admin: catalog", "description": "Products, variants, images and categories (`admin`)."},
+            {"name": "admin: inventory", "description": "Stock takes and stock levels (`admin`)."},
+            {"name": "admin: discounts", "description": "Coupons and automatic promotions (`admin`)."},
+            {"name": "admin: shipping", "description": "Carriers, zones, methods and rates (`admin`)."},
+            {"name": "admin: email templates", "description": "Templates, versions, previews (`admin`)."},
+        ],
     )
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
