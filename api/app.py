@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "admin: discounts", "description": "Coupons and automatic promotions (`admin`)."},
             {"name": "admin: shipping", "description": "Carriers, zones, methods and rates (`admin`)."},
             {"name": "admin: email templates", "description": "Templates, versions, previews (`admin`)."},
+            {"name": "returns", "description": "Shoppers' return requests and support's return decisions."},
         ],
     )
     problems.install(app)
