@@ -61,7 +61,7 @@ def workflow_classes() -> Sequence[type]:
     ]
 
 
-async def ensure_schedules(client: Client) -> None:
+async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Schedules the saga worker owns; created once (and run right away), left alone when present."""
     from workflows.partition_maintenance import PartitionMaintenanceInput, PartitionMaintenanceWorkflow
 
@@ -83,7 +83,9 @@ async def ensure_schedules(client: Client) -> None:
     except ScheduleAlreadyRunningError:
         pass
 
-    from workflows.maintenance import MAINTENANCE_INTERVAL, MaintenanceInput, MaintenanceWorkflow
+    from workflows.maintenance import MaintenanceInput, MaintenanceWorkflow
+
+    interval = timedelta(seconds=settings.maintenance_interval_s)
 
     try:  # the expiry sweeps (reservations, coupon reservations, carts); first run one interval from now
         await client.create_schedule(
@@ -94,9 +96,9 @@ async def ensure_schedules(client: Client) -> None:
                     MaintenanceInput(),
                     id="maintenance-run",
                     task_queue=SAGAS_TASK_QUEUE,
-                    execution_timeout=MAINTENANCE_INTERVAL,
+                    execution_timeout=interval,
                 ),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=MAINTENANCE_INTERVAL)]),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
             ),
         )
     except ScheduleAlreadyRunningError:
@@ -121,7 +123,7 @@ async def run(target: str, settings: Settings, *, max_concurrent: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     if target == "sagas":
-        await ensure_schedules(client)
+        await ensure_schedules(client, settings)
         worker = Worker(
             client,
             task_queue=SAGAS_TASK_QUEUE,

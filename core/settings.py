@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     saga_compensation_max_interval_s: float = Field(default=60, gt=0)
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
+    maintenance_interval_s: float = Field(default=300, ge=10)  # expiry sweeps (reservations, carts)
     # Shipping saga: stall timers (support is alerted) and the label purchase budget.
     shipping_no_pickup_s: float = Field(default=2 * 24 * 3600, gt=0)
     shipping_no_movement_s: float = Field(default=3 * 24 * 3600, gt=0)

@@ -93,7 +93,14 @@ def settings(postgres_server: PostgresServer, tmp_root: Path) -> Iterator[Settin
         saga_compensation_attempts=3,
         saga_compensation_max_interval_s=1,
         payment_action_timeout_s=20,
-        start_shipping=False,
+        maintenance_interval_s=86_400,  # tests run the sweeps themselves
+        start_shipping=True,
+        shipping_no_pickup_s=4,
+        shipping_no_movement_s=10,
+        shipping_label_attempts=3,
+        return_auto_approve_under_amount=3000,
+        return_decision_timeout_s=3,
+        return_rma_ttl_s=12,
         password_reset_cooldown_s=3,
     )
     saved = dict(os.environ)

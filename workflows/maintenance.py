@@ -1,5 +1,5 @@
 """``maintenance``: the periodic sweeps the services offer, run from a Temporal schedule (every
-``MAINTENANCE_INTERVAL``, created by ``worker.ensure_schedules``):
+the MAINTENANCE_INTERVAL_S setting, created by ``worker.ensure_schedules``):
 
 - ``product.expire_reservations``: inventory reservations past their expiry give their units back;
 - ``discount.release_expired``: coupon reservations past their expiry free their slot;
@@ -25,8 +25,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.cart import AbandonExpiredInput, CartActivities
     from activities.discount import DiscountActivities, ReleaseExpiredInput
     from activities.product import ExpireReservationsInput, ProductActivities
-
-MAINTENANCE_INTERVAL = timedelta(minutes=5)
 
 
 class MaintenanceInput(BaseModel):

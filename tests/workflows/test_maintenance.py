@@ -20,7 +20,6 @@ from services.product.schemas import StockLine
 from tests.conftest import Stack, record_history
 from tests.factories import stocked_variant
 from workflows.maintenance import (
-    MAINTENANCE_INTERVAL,
     MaintenanceInput,
     MaintenanceResult,
     MaintenanceWorkflow,
@@ -110,7 +109,9 @@ async def test_maintenance_sweeps_release_what_expired(
     schedule = await stack.client.get_schedule_handle("maintenance").describe()
     assert isinstance(schedule.schedule.action, ScheduleActionStartWorkflow)
     assert schedule.schedule.action.workflow == "maintenance"
-    assert [i.every for i in schedule.schedule.spec.intervals] == [MAINTENANCE_INTERVAL]
+    assert [i.every for i in schedule.schedule.spec.intervals] == [
+        timedelta(seconds=stack.settings.maintenance_interval_s)
+    ]
 
     now = datetime.now(UTC)
     past = now - timedelta(hours=2)
