@@ -130,7 +130,7 @@ async def test_support_and_admin_routes_refuse_anonymous_and_shoppers(stack: Sta
     async with stack.http() as http:
         for method, path in ROLE_ROUTES:
             url = concrete(path)
-            body = {} if method in ("POST", "PUT", "PATCH") else None
+            body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
             anonymous = await http.request(method, url, json=body)
             assert anonymous.status_code == 401, (method, path, anonymous.text)
             assert anonymous.headers["content-type"].startswith(PROBLEM)
