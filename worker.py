@@ -111,7 +111,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             "pydantic", "pydantic_core", "sqlalchemy", "sqlmodel", "core", "activities", "services"
-        )
+        ).with_passthrough_modules("email_validator", "idna")  # imported lazily by EmailStr fields
     )
 
 
