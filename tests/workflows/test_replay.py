@@ -36,7 +36,15 @@ async def test_stored_history_replays_on_current_code(path: Path) -> None:
 
 def test_every_saga_has_stored_histories() -> None:
     kinds = {p.parent.name for p in _stored()}
-    assert {"system_check", "checkout", "payment", "maintenance", "partition_maintenance"} <= kinds
+    assert {
+        "system_check",
+        "checkout",
+        "payment",
+        "maintenance",
+        "partition_maintenance",
+        "registration",
+        "password_reset",
+    } <= kinds
 
 
 async def _run_system_check(stack: Stack) -> str:
