@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -68,7 +68,31 @@ OpaqueToken = Annotated[str, Field(min_length=16, max_length=128, repr=False)]
 # --- models ------------------------------------------------------------------------------------
 
 
-class RegisterRequest(BaseModel):
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class NulFree(BaseModel):
+    """A request body without unknown fields and without NUL characters anywhere (PostgreSQL text and
+    JSONB cannot hold them: refused as 422 here rather than failing in the database)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return data
+
+
+class RegisterRequest(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -108,7 +132,7 @@ class RegistrationProgress(BaseModel):
     failure_reason: str | None
 
 
-class VerifyEmailRequest(BaseModel):
+class VerifyEmailRequest(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"token": "Qm9vb3RzdHJhcC10b2tlbi1mcm9tLXRoZS1tYWls"}]},
@@ -121,7 +145,7 @@ class EmailVerified(BaseModel):
     email_verified: bool = True
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -132,7 +156,7 @@ class LoginRequest(BaseModel):
     password: Password
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"refresh_token": "bXktcmVmcmVzaC10b2tlbi1mcm9tLWxvZ2lu"}]},
@@ -140,7 +164,7 @@ class RefreshRequest(BaseModel):
     refresh_token: OpaqueToken
 
 
-class PasswordResetRequest(BaseModel):
+class PasswordResetRequest(NulFree):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"email": "ada@example.com"}]})
     email: EmailStr = Field(max_length=320)
 
@@ -150,7 +174,7 @@ class PasswordResetAccepted(BaseModel):
     detail: str = "if an account uses this email, a reset link is on its way"
 
 
-class PasswordResetConfirm(BaseModel):
+class PasswordResetConfirm(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -10,15 +10,17 @@ the security code, which are ``SecretStr`` and never logged.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from api.auth import CurrentUser
 from api.deps import SessionsDep, SettingsDep
 from api.problems import problem_responses
+from api.routes.auth import NulFree
 from core.errors import BusinessError, NotFound
 from services.auth import service as auth_service
 from services.notification import service as notification_service
@@ -62,7 +64,7 @@ class Me(ProfileView):
     roles: list[str]
 
 
-class ProfilePatch(ProfileUpdate):
+class ProfilePatch(NulFree, ProfileUpdate):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -71,7 +73,7 @@ class ProfilePatch(ProfileUpdate):
     )
 
 
-class AddressCreate(AddressIn):
+class AddressCreate(NulFree, AddressIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -90,13 +92,13 @@ class AddressCreate(AddressIn):
     )
 
 
-class AddressPatch(AddressUpdate):
+class AddressPatch(NulFree, AddressUpdate):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"line2": "Flat 3", "is_default": True}]}
     )
 
 
-class CardIn(BaseModel):
+class CardIn(NulFree):
     """A card as the shopper typed it. Sent to the PSP for tokenization, never stored or logged."""
 
     model_config = ConfigDict(
@@ -118,26 +120,26 @@ class CardIn(BaseModel):
     @classmethod
     def _digits(cls, value: SecretStr) -> SecretStr:
         digits = value.get_secret_value().replace(" ", "").replace("-", "")
-        if not (digits.isdigit() and 12 <= len(digits) <= 19):
+        if not re.fullmatch(r"[0-9]{12,19}", digits):
             raise ValueError("the card number must be 12 to 19 digits")
         return SecretStr(digits)
 
     @field_validator("cvc")
     @classmethod
     def _cvc_digits(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().isdigit():
+        if not re.fullmatch(r"[0-9]{3,4}", value.get_secret_value()):
             raise ValueError("the security code must be digits")
         return value
 
 
-class PreferencesPatch(PreferencesUpdate):
+class PreferencesPatch(NulFree, PreferencesUpdate):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"language": "fr", "currency": "EUR", "marketing_opt_in": False}]},
     )
 
 
-class NotificationPreferenceChange(BaseModel):
+class NotificationPreferenceChange(NulFree):
     model_config = ConfigDict(extra="forbid")
     category: Literal["transactional", "order_updates", "marketing"] = Field(
         description="security mails (verification, password reset) are always sent"
@@ -146,7 +148,7 @@ class NotificationPreferenceChange(BaseModel):
     enabled: bool
 
 
-class NotificationPreferencesPatch(BaseModel):
+class NotificationPreferencesPatch(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"preferences": [{"category": "marketing", "enabled": True}]}]},
@@ -154,7 +156,7 @@ class NotificationPreferencesPatch(BaseModel):
     preferences: list[NotificationPreferenceChange] = Field(min_length=1, max_length=8)
 
 
-class WishlistAdd(BaseModel):
+class WishlistAdd(NulFree):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"product_id": "3f2b1c0d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}]},
