@@ -3,8 +3,8 @@ verification with the token from the mail, login, failed-login limits per accoun
 address (429 with Retry-After, counters and audit rows), refresh rotation with reuse detection,
 logout, and the password reset journey from the mail to the new password.
 
-Failed logins are made from loopback addresses of their own (127.x.y.z), so the per-address counter
-of 127.0.0.1 - shared by every other test - never moves.
+Requests come from loopback addresses of this module's own (127.x.y.z), and each failed-login test
+from another one: the per-address login counters of other tests never move, nor do theirs here.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ def from_address(stack: Stack, ip: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=stack.api_url, timeout=30, transport=httpx.AsyncHTTPTransport(local_address=ip)
     )
+
+
+MODULE_ADDRESS = other_address()
+
+
+def own(stack: Stack) -> httpx.AsyncClient:
+    """This module's client: its logins never depend on failures others made from 127.0.0.1."""
+    return from_address(stack, MODULE_ADDRESS)
 
 
 async def mails(stack: Stack, to: str) -> list[dict[str, Any]]:
@@ -122,7 +130,7 @@ async def test_duplicate_email_is_409_and_nothing_more_is_written(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
     email = new_email("dup")
-    async with stack.http() as http:
+    async with own(stack) as http:
         first = await register(http, email)
         again = await http.post(
             "/v1/auth/register",
@@ -147,7 +155,7 @@ async def test_weak_password_is_422_and_nothing_is_written(
     stack: Stack, sessions: dict[str, SessionFactory], password: str, problem: str
 ) -> None:
     email = new_email("weak")
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.post(
             "/v1/auth/register",
             json={"email": email, "password": password, "first_name": "Ada", "last_name": "Lovelace"},
@@ -174,7 +182,7 @@ async def test_register_refuses_unknown_fields(
     stack: Stack, sessions: dict[str, SessionFactory], body: dict[str, Any]
 ) -> None:
     email = new_email("mass")
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.post(
             "/v1/auth/register",
             json={"email": email, "password": PASSWORD, "first_name": "A", "last_name": "B", **body},
@@ -185,7 +193,7 @@ async def test_register_refuses_unknown_fields(
 
 
 async def test_register_refuses_an_invalid_email(stack: Stack) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.post(
             "/v1/auth/register",
             json={"email": "not-an-email", "password": PASSWORD, "first_name": "A", "last_name": "B"},
@@ -198,7 +206,7 @@ async def test_verify_email_with_the_token_from_the_mail(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
     email = new_email("verify")
-    async with stack.http() as http:
+    async with own(stack) as http:
         registered = await register(http, email)
         mail = await wait_mail(stack, email, "Welcome to sagashop")
         token = link_token(mail, "verify-email")
@@ -229,7 +237,7 @@ async def test_login_wrong_password_then_account_lockout(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
     email = new_email("lock")
-    async with stack.http() as http:
+    async with own(stack) as http:
         user_id = (await register(http, email))["user_id"]
     async with from_address(stack, other_address()) as http:
         ok = await login(http, email)
@@ -273,7 +281,7 @@ async def test_failed_logins_are_limited_per_client_address(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
     email = new_email("perip")
-    async with stack.http() as http:
+    async with own(stack) as http:
         await register(http, email)
     address = other_address()
     limit = auth_service.DEFAULT_POLICY.max_failed_per_ip
@@ -306,7 +314,7 @@ async def test_failed_logins_are_limited_per_client_address(
 
 
 async def test_login_refuses_unknown_fields(stack: Stack) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.post(
             "/v1/auth/login", json={"email": "a@example.com", "password": PASSWORD, "roles": ["admin"]}
         )
@@ -320,7 +328,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
     email = new_email("refresh")
-    async with stack.http() as http:
+    async with own(stack) as http:
         user_id = (await register(http, email))["user_id"]
         first = (await login(http, email)).json()
         rotated = await http.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
@@ -348,7 +356,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
 
 async def test_logout_ends_the_session(stack: Stack) -> None:
     email = new_email("logout")
-    async with stack.http() as http:
+    async with own(stack) as http:
         await register(http, email)
         pair = (await login(http, email)).json()
         out = await http.post("/v1/auth/logout", json={"refresh_token": pair["refresh_token"]})
@@ -373,7 +381,7 @@ async def _reset_finished(stack: Stack, email: str) -> PasswordResetStatus:
 async def test_password_reset_end_to_end(stack: Stack, sessions: dict[str, SessionFactory]) -> None:
     email = new_email("reset")
     new_password = "a brand new Passphrase 7"
-    async with stack.http() as http:
+    async with own(stack) as http:
         user_id = (await register(http, email))["user_id"]
         old_session = (await login(http, email)).json()
 
@@ -416,7 +424,7 @@ async def test_password_reset_end_to_end(stack: Stack, sessions: dict[str, Sessi
 
 async def test_password_reset_for_an_unknown_email_answers_the_same(stack: Stack) -> None:
     email = new_email("ghost")
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.post("/v1/auth/password-reset", json={"email": email})
     assert response.status_code == 202
     assert response.json() == {

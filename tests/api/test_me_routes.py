@@ -7,6 +7,7 @@ Two shoppers, Alice and Bob, are registered through the API (the registration sa
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,15 @@ pytestmark = pytest.mark.timeout(300)
 PASSWORD = "correct horse Battery 9"
 CARD = "4242424242424242"
 MASTERCARD = "5555555555554444"
+# This module's requests come from a loopback address of its own: its logins never depend on failed
+# logins other tests made from 127.0.0.1 (the auth service limits them per client address).
+MODULE_ADDRESS = f"127.{random.randint(1, 250)}.{random.randint(1, 250)}.{random.randint(2, 250)}"
+
+
+def own(stack: Stack) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, transport=httpx.AsyncHTTPTransport(local_address=MODULE_ADDRESS)
+    )
 
 
 @dataclass
@@ -49,13 +59,13 @@ async def _shopper(http: httpx.AsyncClient, name: str) -> Shopper:
 
 @pytest.fixture(scope="module")
 async def alice(stack: Stack) -> Shopper:
-    async with stack.http() as http:
+    async with own(stack) as http:
         return await _shopper(http, "Alice")
 
 
 @pytest.fixture(scope="module")
 async def bob(stack: Stack) -> Shopper:
-    async with stack.http() as http:
+    async with own(stack) as http:
         return await _shopper(http, "Bob")
 
 
@@ -73,7 +83,7 @@ ADDRESS: dict[str, Any] = {
 
 
 async def test_me_needs_a_token(stack: Stack) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         response = await http.get("/v1/me")
         forged = await http.get("/v1/me", headers={"Authorization": "Bearer not.a.jwt"})
     assert response.status_code == 401 and response.headers["content-type"] == "application/problem+json"
@@ -83,7 +93,7 @@ async def test_me_needs_a_token(stack: Stack) -> None:
 async def test_profile_read_and_update(
     stack: Stack, sessions: dict[str, SessionFactory], alice: Shopper
 ) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         me = await http.get("/v1/me", headers=alice.headers)
         assert me.status_code == 200, me.text
         body = me.json()
@@ -140,7 +150,7 @@ async def test_profile_read_and_update(
 async def test_address_book_and_another_users_address_is_404(
     stack: Stack, sessions: dict[str, SessionFactory], alice: Shopper, bob: Shopper
 ) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         first = await http.post("/v1/me/addresses", headers=alice.headers, json=ADDRESS)
         assert first.status_code == 201, first.text
         home = first.json()
@@ -220,7 +230,7 @@ async def test_payment_methods_store_only_the_psp_token_brand_and_last4(
     stack: Stack, sessions: dict[str, SessionFactory], alice: Shopper, bob: Shopper
 ) -> None:
     card = {"number": CARD, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
-    async with stack.http() as http:
+    async with own(stack) as http:
         added = await http.post("/v1/me/payment-methods", headers=alice.headers, json=card)
         assert added.status_code == 201, added.text
         visa = added.json()
@@ -293,7 +303,7 @@ async def test_payment_methods_store_only_the_psp_token_brand_and_last4(
 
 
 async def test_preferences(stack: Stack, sessions: dict[str, SessionFactory], alice: Shopper) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         initial = await http.get("/v1/me/preferences", headers=alice.headers)
         assert initial.status_code == 200 and initial.json()["language"] == "en"
         changed = await http.patch(
@@ -324,7 +334,7 @@ async def test_preferences(stack: Stack, sessions: dict[str, SessionFactory], al
 async def test_notification_preferences(
     stack: Stack, sessions: dict[str, SessionFactory], bob: Shopper
 ) -> None:
-    async with stack.http() as http:
+    async with own(stack) as http:
         initial = (await http.get("/v1/me/notification-preferences", headers=bob.headers)).json()
         assert {p["category"]: (p["enabled"], p["editable"]) for p in initial} == {
             "security": (True, False),
@@ -370,7 +380,7 @@ async def test_wishlist_with_cursor_pages(
     stack: Stack, sessions: dict[str, SessionFactory], bob: Shopper
 ) -> None:
     products = [str((await stocked_variant(sessions, on_hand=1)).product_id) for _ in range(3)]
-    async with stack.http() as http:
+    async with own(stack) as http:
         added = []
         for product_id in products:
             response = await http.post(
@@ -408,3 +418,26 @@ async def test_wishlist_with_cursor_pages(
             )
         ).scalar_one()
     assert count == 2
+
+
+async def test_nul_characters_are_refused_before_the_database(stack: Stack, bob: Shopper) -> None:
+    """PostgreSQL text and JSONB cannot hold NUL: such input is a 422, never a server error."""
+    async with own(stack) as http:
+        for method, path, body in [
+            ("PATCH", "/v1/me", {"first_name": "Bo\u0000b"}),
+            ("POST", "/v1/me/addresses", {**ADDRESS, "line1": "1 Main\u0000St"}),
+            ("PATCH", "/v1/me/preferences", {"extras": {"note": "a\u0000b"}}),
+        ]:
+            response = await http.request(method, path, json=body, headers=bob.headers)
+            assert response.status_code == 422, (path, response.text)
+        register = await http.post(
+            "/v1/auth/register",
+            json={
+                "email": f"nul-{uuid.uuid4().hex[:8]}@example.com",
+                "password": PASSWORD,
+                "first_name": "A\u0000",
+                "last_name": "B",
+            },
+        )
+        login = await http.post("/v1/auth/login", json={"email": "a\u0000@example.com", "password": PASSWORD})
+    assert register.status_code == 422 and login.status_code == 422
