@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import random
+import time
 import uuid
 from typing import Any
 
@@ -226,3 +227,34 @@ async def test_a_refused_profile_step_deletes_the_auth_user_again(
     async with own(stack) as http:
         again = await register(http, email)
     assert again.status_code == 201, again.text
+
+
+async def test_a_slow_saga_answers_202_with_a_status_url(
+    stack: Stack, sessions: dict[str, SessionFactory]
+) -> None:
+    """The API waits at most ``api_workflow_wait_s`` for the account: with the user service's worker
+    down, the profile step waits in its task queue, the answer is 202 + status URL, and the saga
+    finishes once the worker is back."""
+    email = new_email("slow")
+    stack.supervisor.kill("worker-user")
+    try:
+        async with own(stack) as http:
+            started = time.monotonic()
+            response = await register(http, email)
+            waited = time.monotonic() - started
+            assert response.status_code == 202, response.text
+            body = response.json()
+            assert body["status"] == "pending" and response.headers["Location"] == body["status_url"]
+            assert waited < stack.settings.api_workflow_wait_s + 5
+            progress = (await http.get(body["status_url"])).json()
+            assert progress["status"] == "creating"
+    finally:
+        stack.supervisor.restart("worker-user")
+    status = await finished(stack, email)
+    assert status.status == "completed" and str(status.user_id) == body["user_id"]
+    async with sessions["user"]() as s:
+        profile = await user_service.get_profile(s, uuid.UUID(body["user_id"]))
+    assert profile.email == email
+    async with own(stack) as http:
+        assert (await http.get(body["status_url"])).json()["status"] == "completed"
+        assert (await http.get(f"/v1/auth/registrations/{uuid.uuid4()}")).status_code == 404
