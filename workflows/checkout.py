@@ -95,6 +95,7 @@ class CheckoutInput(BaseModel):
     order_id: uuid.UUID
     user_id: uuid.UUID
     email: str
+    first_name: str = ""
     shipping_address_id: uuid.UUID
     shipping_method_id: uuid.UUID
     payment_method_id: uuid.UUID
@@ -691,13 +692,18 @@ class CheckoutWorkflow:
     async def _notify(self, template: str, summary: str, *, critical: bool = True) -> None:
         assert self.inp is not None
         inp, wid = self.inp, workflow.info().workflow_id
+        # The variables services/notification/service.py TEMPLATE_VARIABLES lists for these templates.
         context: dict[str, Any] = {
+            "first_name": inp.first_name or "there",
             "order_id": str(inp.order_id),
             "order_number": self.order_number or "",
-            "total": f"{(self.totals.total_amount if self.totals else 0) / 100:.2f}",
+            "total_amount": self.totals.total_amount if self.totals else 0,
             "currency": self.totals.currency if self.totals else "",
             "reason": self.failure_reason or "",
-            "lines": [{"name": line["name"], "quantity": line["quantity"]} for line in self.lines],
+            "items": [
+                {"name": line["name"], "quantity": line["quantity"], "line_amount": line["line_amount"]}
+                for line in self.lines
+            ],
         }
         try:
             await workflow.execute_activity_method(

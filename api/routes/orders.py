@@ -103,13 +103,20 @@ def order_id_for(workflow_id: str) -> uuid.UUID:
 
 
 def checkout_input(
-    settings: Settings, body: CheckoutRequest, *, order_id: uuid.UUID, user_id: uuid.UUID, email: str
+    settings: Settings,
+    body: CheckoutRequest,
+    *,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    email: str,
+    first_name: str = "",
 ) -> CheckoutInput:
     base = settings.webhook_base_url
     return CheckoutInput(
         order_id=order_id,
         user_id=user_id,
         email=email,
+        first_name=first_name,
         shipping_address_id=body.shipping_address_id,
         shipping_method_id=body.shipping_method_id,
         payment_method_id=body.payment_method_id,
@@ -164,10 +171,17 @@ async def start_checkout(
     order_id = order_id_for(workflow_id)
     fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     async with sessions["auth"]() as s:
-        email = (await auth_service.get_user(s, caller.user_id)).email
+        user = await auth_service.get_user(s, caller.user_id)
     handle = await client.start_workflow(
         CheckoutWorkflow.run,
-        checkout_input(settings, body, order_id=order_id, user_id=caller.user_id, email=email),
+        checkout_input(
+            settings,
+            body,
+            order_id=order_id,
+            user_id=caller.user_id,
+            email=user.email,
+            first_name=user.first_name,
+        ),
         id=workflow_id,
         task_queue=SAGAS_TASK_QUEUE,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

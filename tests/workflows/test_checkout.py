@@ -86,6 +86,19 @@ async def wait_status(
     raise AssertionError(f"order {order_id} never reached {wanted}: {body}")
 
 
+async def wait_mail(stack: Stack, to: str, subject_part: str, timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url) as sink:
+        while time.monotonic() < deadline:
+            messages = (await sink.get("/messages", params={"to": to})).json()
+            items = messages if isinstance(messages, list) else messages.get("messages", [])
+            for message in items:
+                if subject_part in message.get("subject", ""):
+                    return dict(message)
+            await asyncio.sleep(0.3)
+    raise AssertionError(f"no mail to {to} with {subject_part!r}")
+
+
 async def stock(sessions: dict[str, SessionFactory], variant: StockedVariant) -> tuple[int, int]:
     async with sessions["product"]() as s:
         level = (await product_service.stock_of(s, [variant.variant_id]))[0]
@@ -167,6 +180,8 @@ async def test_happy_path_confirms_the_order(
     auths = await psp_authorizations(stack, order_id)
     assert [a.status for a in auths] == ["authorized"] and auths[0].amount == totals["total_amount"]
     assert await ledger_rows(sessions, order_id) == [("authorize", "succeeded", totals["total_amount"])]
+    mail = await wait_mail(stack, shopper.email, f"Order {body['order']['order_number']} confirmed")
+    assert "Test" in mail["text"] and "$" in mail["text"]  # first name and the rendered total
     await record_history(stack.client, saga["workflow_id"], "checkout", "happy_path")
     await record_history(stack.client, f"payment-{order_id}", "payment", "authorized")
 
