@@ -62,6 +62,7 @@ async def place_order(
     shopper: Shopper | None = None,
     variant: StockedVariant | None = None,
     quantity: int = 2,
+    coupon: str | None = None,
 ) -> tuple[Shopper, StockedVariant, str]:
     """A confirmed order (checkout over the API); returns the shopper, the variant and the order id."""
     shopper = shopper or await make_shopper(sessions, stack.settings)
@@ -73,6 +74,7 @@ async def place_order(
             "shipping_address_id": str(shopper.address_id),
             "shipping_method_id": str(method_id),
             "payment_method_id": str(shopper.payment_method_id),
+            **({"coupon_code": coupon} if coupon else {}),
         },
         headers={**shopper.headers, "Idempotency-Key": str(uuid.uuid4())},
     )
