@@ -79,7 +79,7 @@ class OrderDetail(BaseModel):
 
 
 class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "ordered by mistake"}]})
     reason: str = Field(default="cancelled by the shopper", min_length=1, max_length=500)
 
 
