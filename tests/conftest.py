@@ -203,3 +203,23 @@ async def record_history(client: Client, workflow_id: str, kind: str, scenario: 
     from devstack.replay import save_history
 
     await save_history(client, workflow_id, HISTORIES_DIR / kind / f"{scenario}.json")
+
+
+# temporalio's native runtime can abort the interpreter while it shuts down (sdk-python#300), which
+# would turn a green run into exit code 134. Once pytest has printed its summary, leave directly.
+_EXIT_STATUS: dict[str, int] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "code" in _EXIT_STATUS and os.environ.get("SAGASHOP_NO_HARD_EXIT") != "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["code"])
