@@ -119,7 +119,7 @@ class DecisionBody(BaseModel):
     )
 
     approve: bool
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000, pattern=r"^[^\x00]*$", description="no NUL")
 
 
 class InspectionLine(BaseModel):
