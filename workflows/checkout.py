@@ -524,6 +524,7 @@ class CheckoutWorkflow:
                     order_id=inp.order_id,
                     user_id=inp.user_id,
                     email=inp.email,
+                    first_name=inp.first_name,
                     shipping_method_id=inp.shipping_method_id,
                     weight_grams=max(1, weight),
                     webhook_url=inp.carrier_webhook_url,

@@ -97,6 +97,7 @@ class ShippingInput(BaseModel):
     order_id: uuid.UUID
     user_id: uuid.UUID
     email: str
+    first_name: str = ""  # for the emails; else the recipient's first name from the order
     shipping_method_id: uuid.UUID
     weight_grams: int = Field(gt=0)
     webhook_url: str | None = None  # where the carrier posts tracking events
@@ -222,8 +223,8 @@ class ShippingWorkflow:
             raise _LabelFailed(f"the order could not be read: {failure_message(exc)}") from exc
         self.order_number = order.order_number
         address = order.shipping_address
-        if address is not None:
-            self.first_name = address.recipient_name.split()[0] if address.recipient_name.split() else ""
+        names = address.recipient_name.split() if address is not None else []
+        self.first_name = inp.first_name or (names[0] if names else "")
         if await self._cancelled_before_label():
             return
         if address is None:
