@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import BusinessError
@@ -80,6 +81,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _DESCRIPTIONS = {
+    400: "The body could not be parsed",
     401: "Not authenticated",
     413: "Request body too large",
     422: "Invalid input: field errors, nothing written",
@@ -106,7 +108,7 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             if operation.get("parameters") or operation.get("requestBody"):
                 implied.append(422)
             if operation.get("requestBody"):
-                implied.append(413)
+                implied += [400, 413]
             for code in implied:
                 responses.setdefault(str(code), {"description": _DESCRIPTIONS[code]})
             for status, response in responses.items():
@@ -146,6 +148,19 @@ def _referenced(schema: dict[str, Any], name: str) -> bool:
     )
     ref = f'"#/components/schemas/{name}"'
     return ref in paths or ref in others
+
+
+def _allowed_methods(request: Request) -> list[str] | None:
+    """The methods the OpenAPI document gives the path of the route that answered (None: unknown)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None)
+    item = request.app.openapi().get("paths", {}).get(path) if path else None
+    if not item:
+        return None
+    methods = {m.upper() for m in item if m in ("get", "put", "post", "delete", "patch", "options")}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -198,13 +213,30 @@ def install(app: FastAPI) -> None:
             429: "TooManyRequests",
         }
         name = titles.get(exc.status_code, f"Http{exc.status_code}")
+        headers = getattr(exc, "headers", None)
+        allowed = _allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:  # every method of the path, not only those of the one route that answered
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return problem_response(
             exc.status_code,
             str(exc.detail) if exc.status_code != 404 else "Not found",
             type_name=name,
             detail=str(exc.detail),
             request=request,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
+        )
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> JSONResponse:
+        # SQLSTATE class 22 (a value the database cannot take: NUL in text, out-of-range numbers, ...):
+        # bad input that no field rule caught; the transaction rolled back, so nothing was written.
+        log.warning("data error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem_response(
+            422,
+            "Invalid request",
+            type_name="InvalidValue",
+            detail="a value in the request cannot be stored or compared; nothing was written",
+            request=request,
         )
 
     @app.exception_handler(Exception)
