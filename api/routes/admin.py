@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from api.auth import AdminUser
+from api.auth import AdminUser, Caller
 from api.deps import SessionsDep
+from api.middleware import strict_json_body
 from api.problems import problem_responses
 from services.discount import service as discount_service
 from services.discount.schemas import CODE, CouponIn, CouponPage, CouponView, PromotionIn, PromotionView
@@ -24,6 +25,7 @@ from services.notification import service as notification_service
 from services.notification.schemas import (
     LOCALE_PATTERN,
     TEMPLATE_KEY_PATTERN,
+    CategoryName,
     RenderedView,
     TemplateIn,
     TemplateUpdate,
@@ -33,6 +35,7 @@ from services.product import service as product_service
 from services.product.errors import VariantNotFound
 from services.product.models import ProductStatus
 from services.product.schemas import (
+    Amount,
     CategoryCreate,
     CategoryNode,
     ImageCreate,
@@ -50,6 +53,7 @@ from services.product.schemas import (
 )
 from services.shipping import service as shipping_service
 from services.shipping.schemas import (
+    COUNTRY_PATTERN,
     CarrierIn,
     CarrierUpdate,
     CarrierView,
@@ -73,6 +77,14 @@ CATALOG, INVENTORY, DISCOUNTS, SHIPPING, TEMPLATES = (
     "admin: email templates",
 )
 MAX_AMOUNT = 10**12  # minor units; far above any price, far below BIGINT
+
+
+async def _admin(caller: AdminUser, _: Annotated[None, Depends(strict_json_body)]) -> Caller:
+    """The admin role first (401/403), then the body's JSON types (422)."""
+    return caller
+
+
+Admin = Annotated[Caller, Depends(_admin)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -114,10 +126,25 @@ class ProductCreateBody(ProductCreate):
     )
 
 
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=120)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=50)]
+
+
 class ProductUpdateBody(ProductUpdate):
+    """Leave a field out to keep it; only ``brand`` can be cleared with null."""
+
     model_config = _examples(
         {"name": "Organic cotton T-shirt (boxy)", "price_amount": 2500, "tags": ["sale"]}
     )
+
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=200)] = None  # type: ignore[assignment]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = None  # type: ignore[assignment]
+    description: Annotated[str, StringConstraints(max_length=20_000)] = None  # type: ignore[assignment]
+    status: ProductStatus = None  # type: ignore[assignment]
+    price_amount: Amount = None  # type: ignore[assignment]
+    weight_grams: Annotated[int, Field(ge=0, le=10**8)] = None  # type: ignore[assignment]
+    categories: Annotated[list[Slug], Field(max_length=20)] = None  # type: ignore[assignment]
+    tags: Annotated[list[Tag], Field(max_length=30)] = None  # type: ignore[assignment]
 
 
 class ProductStatusBody(BaseModel):
@@ -131,13 +158,24 @@ class VariantCreateBody(VariantCreate):
 
 
 class VariantUpdateBody(VariantUpdate):
+    """Leave a field out to keep it; null clears only the price override (price_amount and currency
+    together) and the weight override."""
+
     model_config = _examples({"is_active": False}, {"price_amount": 3100, "currency": "USD"})
+
+    options: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=40)],
+        Annotated[str, StringConstraints(min_length=1, max_length=80)],
+    ] = None  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
 
 
 class ImageBody(BaseModel):
     model_config = _examples({"url": "https://img.example.com/tshirt-back.jpg", "alt": "back", "position": 1})
 
-    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[!-~]+$", max_length=2048)] = Field(
+        description="http(s), printable ASCII (percent-encode the rest)"
+    )
     alt: Annotated[str, StringConstraints(max_length=255)] = ""
     position: Annotated[int, Field(ge=0, le=1000)] = 0
     variant_id: uuid.UUID | None = Field(default=None, description="a variant of this product")
@@ -155,9 +193,9 @@ class CategoryCreateBody(CategoryCreate):
     responses=_read((404,)),
 )
 async def list_products(
-    admin: AdminUser,
+    admin: Admin,
     sessions: SessionsDep,
-    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] = None,
     category: Annotated[
         str | None, Query(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=120, description="slug")
     ] = None,
@@ -184,7 +222,7 @@ async def list_products(
     responses=_write((404,)),
 )
 async def create_product(
-    body: ProductCreateBody, admin: AdminUser, sessions: SessionsDep, response: Response
+    body: ProductCreateBody, admin: Admin, sessions: SessionsDep, response: Response
 ) -> ProductDetail:
     async with sessions["product"]() as s, s.begin():
         product = await product_service.create_product(s, body)
@@ -199,7 +237,7 @@ async def create_product(
     summary="A product in any status, with every variant (active or not) and its stock",
     responses=_read((404,)),
 )
-async def get_product(product_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep) -> ProductDetail:
+async def get_product(product_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> ProductDetail:
     async with sessions["product"]() as s:
         return await product_service.get_product(s, product_id=product_id, include_unpublished=True)
 
@@ -212,7 +250,7 @@ async def get_product(product_id: uuid.UUID, admin: AdminUser, sessions: Session
     responses=_write((404,)),
 )
 async def update_product(
-    product_id: uuid.UUID, body: ProductUpdateBody, admin: AdminUser, sessions: SessionsDep
+    product_id: uuid.UUID, body: ProductUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> ProductDetail:
     async with sessions["product"]() as s, s.begin():
         return await product_service.update_product(s, product_id, body)
@@ -226,7 +264,7 @@ async def update_product(
     responses=_write((404,)),
 )
 async def set_product_status(
-    product_id: uuid.UUID, body: ProductStatusBody, admin: AdminUser, sessions: SessionsDep
+    product_id: uuid.UUID, body: ProductStatusBody, admin: Admin, sessions: SessionsDep
 ) -> ProductDetail:
     async with sessions["product"]() as s, s.begin():
         return await product_service.update_product(s, product_id, ProductUpdate(status=body.status))
@@ -241,7 +279,7 @@ async def set_product_status(
     responses=_write((404,)),
 )
 async def create_variant(
-    product_id: uuid.UUID, body: VariantCreateBody, admin: AdminUser, sessions: SessionsDep
+    product_id: uuid.UUID, body: VariantCreateBody, admin: Admin, sessions: SessionsDep
 ) -> VariantView:
     async with sessions["product"]() as s, s.begin():
         return await product_service.create_variant(s, product_id, body)
@@ -255,7 +293,7 @@ async def create_variant(
     responses=_write((404,)),
 )
 async def update_variant(
-    variant_id: uuid.UUID, body: VariantUpdateBody, admin: AdminUser, sessions: SessionsDep
+    variant_id: uuid.UUID, body: VariantUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> VariantView:
     async with sessions["product"]() as s, s.begin():
         return await product_service.update_variant(s, variant_id, body)
@@ -269,9 +307,7 @@ async def update_variant(
     summary="Add an image to a product (optionally of one of its variants)",
     responses=_write((404,)),
 )
-async def add_image(
-    product_id: uuid.UUID, body: ImageBody, admin: AdminUser, sessions: SessionsDep
-) -> ImageView:
+async def add_image(product_id: uuid.UUID, body: ImageBody, admin: Admin, sessions: SessionsDep) -> ImageView:
     async with sessions["product"]() as s, s.begin():
         return await product_service.add_image(
             s,
@@ -287,7 +323,7 @@ async def add_image(
     summary="The category tree",
     responses=problem_responses(401, 403),
 )
-async def list_categories(admin: AdminUser, sessions: SessionsDep) -> list[CategoryNode]:
+async def list_categories(admin: Admin, sessions: SessionsDep) -> list[CategoryNode]:
     async with sessions["product"]() as s:
         return await product_service.list_categories(s)
 
@@ -300,7 +336,7 @@ async def list_categories(admin: AdminUser, sessions: SessionsDep) -> list[Categ
     summary="Create a category (under `parent`, a slug, or at the root)",
     responses=_write((404,)),
 )
-async def create_category(body: CategoryCreateBody, admin: AdminUser, sessions: SessionsDep) -> CategoryNode:
+async def create_category(body: CategoryCreateBody, admin: Admin, sessions: SessionsDep) -> CategoryNode:
     async with sessions["product"]() as s, s.begin():
         return await product_service.create_category(s, body)
 
@@ -327,7 +363,7 @@ class StockBody(BaseModel):
     responses=_read(),
 )
 async def stock_levels(
-    admin: AdminUser,
+    admin: Admin,
     sessions: SessionsDep,
     variant_id: Annotated[list[uuid.UUID], Query(min_length=1, max_length=200)],
 ) -> list[StockLevel]:
@@ -342,7 +378,7 @@ async def stock_levels(
     summary="Stock of one variant",
     responses=_read((404,)),
 )
-async def stock_level(variant_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep) -> StockLevel:
+async def stock_level(variant_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> StockLevel:
     async with sessions["product"]() as s:
         levels = await product_service.stock_of(s, [variant_id])
     if not levels:
@@ -358,7 +394,7 @@ async def stock_level(variant_id: uuid.UUID, admin: AdminUser, sessions: Session
     responses=_write((404,)),
 )
 async def set_stock(
-    variant_id: uuid.UUID, body: StockBody, admin: AdminUser, sessions: SessionsDep
+    variant_id: uuid.UUID, body: StockBody, admin: Admin, sessions: SessionsDep
 ) -> StockLevel:
     async with sessions["product"]() as s, s.begin():
         return await product_service.set_stock(
@@ -416,7 +452,7 @@ CouponCode = Annotated[str, Path(min_length=1, max_length=64, pattern=CODE, exam
     responses=_read(),
 )
 async def list_coupons(
-    admin: AdminUser,
+    admin: Admin,
     sessions: SessionsDep,
     active: Annotated[bool | None, Query(description="only active (true) or inactive (false) ones")] = None,
     cursor: Annotated[str | None, Query(max_length=64, pattern=CODE)] = None,
@@ -435,7 +471,7 @@ async def list_coupons(
     responses=_write(),
 )
 async def create_coupon(
-    body: CouponBody, admin: AdminUser, sessions: SessionsDep, response: Response
+    body: CouponBody, admin: Admin, sessions: SessionsDep, response: Response
 ) -> CouponView:
     async with sessions["discount"]() as s, s.begin():
         await discount_service.create_coupon(s, body)
@@ -451,7 +487,7 @@ async def create_coupon(
     summary="A coupon with its use count",
     responses=_read((404,)),
 )
-async def get_coupon(code: CouponCode, admin: AdminUser, sessions: SessionsDep) -> CouponView:
+async def get_coupon(code: CouponCode, admin: Admin, sessions: SessionsDep) -> CouponView:
     async with sessions["discount"]() as s:
         return await discount_service.get_coupon(s, code)
 
@@ -463,7 +499,7 @@ async def get_coupon(code: CouponCode, admin: AdminUser, sessions: SessionsDep) 
     summary="Switch a coupon off (shoppers can no longer use it; held reservations stay valid)",
     responses=_write((404,)),
 )
-async def deactivate_coupon(code: CouponCode, admin: AdminUser, sessions: SessionsDep) -> CouponView:
+async def deactivate_coupon(code: CouponCode, admin: Admin, sessions: SessionsDep) -> CouponView:
     async with sessions["discount"]() as s, s.begin():
         return await discount_service.set_coupon_active(s, code, False)
 
@@ -475,7 +511,7 @@ async def deactivate_coupon(code: CouponCode, admin: AdminUser, sessions: Sessio
     summary="Switch a coupon back on",
     responses=_write((404,)),
 )
-async def activate_coupon(code: CouponCode, admin: AdminUser, sessions: SessionsDep) -> CouponView:
+async def activate_coupon(code: CouponCode, admin: Admin, sessions: SessionsDep) -> CouponView:
     async with sessions["discount"]() as s, s.begin():
         return await discount_service.set_coupon_active(s, code, True)
 
@@ -488,7 +524,7 @@ async def activate_coupon(code: CouponCode, admin: AdminUser, sessions: Sessions
     responses=_read(),
 )
 async def list_promotions(
-    admin: AdminUser,
+    admin: Admin,
     sessions: SessionsDep,
     active: Annotated[bool | None, Query(description="only active (true) or inactive (false) ones")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -506,7 +542,7 @@ async def list_promotions(
     responses=_write(),
 )
 async def create_promotion(
-    body: PromotionBody, admin: AdminUser, sessions: SessionsDep, response: Response
+    body: PromotionBody, admin: Admin, sessions: SessionsDep, response: Response
 ) -> PromotionView:
     async with sessions["discount"]() as s, s.begin():
         promotion_id = await discount_service.create_promotion(s, body)
@@ -522,7 +558,7 @@ async def create_promotion(
     summary="One promotion with its rules",
     responses=_read((404,)),
 )
-async def get_promotion(promotion_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep) -> PromotionView:
+async def get_promotion(promotion_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> PromotionView:
     async with sessions["discount"]() as s:
         return await discount_service.get_promotion(s, promotion_id)
 
@@ -534,9 +570,7 @@ async def get_promotion(promotion_id: uuid.UUID, admin: AdminUser, sessions: Ses
     summary="Switch a promotion off",
     responses=_write((404,)),
 )
-async def deactivate_promotion(
-    promotion_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep
-) -> PromotionView:
+async def deactivate_promotion(promotion_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> PromotionView:
     async with sessions["discount"]() as s, s.begin():
         return await discount_service.set_promotion_active(s, promotion_id, False)
 
@@ -548,9 +582,7 @@ async def deactivate_promotion(
     summary="Switch a promotion back on",
     responses=_write((404,)),
 )
-async def activate_promotion(
-    promotion_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep
-) -> PromotionView:
+async def activate_promotion(promotion_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> PromotionView:
     async with sessions["discount"]() as s, s.begin():
         return await discount_service.set_promotion_active(s, promotion_id, True)
 
@@ -574,14 +606,28 @@ class CarrierUpdateBody(CarrierUpdate):
     model_config = _examples({"is_active": False}, {"name": "FastPost Express"})
 
 
+Countries = Annotated[
+    list[Annotated[str, StringConstraints(pattern=COUNTRY_PATTERN)]],
+    Field(
+        max_length=300, json_schema_extra={"uniqueItems": True}, description="ISO 3166-1 alpha-2, no repeats"
+    ),
+]
+
+
 class ZoneBody(ZoneIn):
     model_config = _examples(
         {"name": "Alps", "countries": ["AT", "CH", "LI"], "postal_code_patterns": None, "is_active": True}
     )
 
+    countries: Countries = Field(
+        default_factory=list, description="empty: the catch-all zone (rest of world)"
+    )
+
 
 class ZoneUpdateBody(ZoneUpdate):
     model_config = _examples({"countries": ["AT", "CH"]}, {"is_active": False})
+
+    countries: Countries | None = None
 
 
 class MethodBody(MethodIn):
@@ -634,7 +680,7 @@ class RateUpdateBody(RateUpdate):
     summary="Carriers",
     responses=problem_responses(401, 403),
 )
-async def list_carriers(admin: AdminUser, sessions: SessionsDep) -> list[CarrierView]:
+async def list_carriers(admin: Admin, sessions: SessionsDep) -> list[CarrierView]:
     async with sessions["shipping"]() as s:
         return await shipping_service.list_carriers(s)
 
@@ -647,7 +693,7 @@ async def list_carriers(admin: AdminUser, sessions: SessionsDep) -> list[Carrier
     summary="Add a carrier (codes are unique)",
     responses=_write(),
 )
-async def create_carrier(body: CarrierBody, admin: AdminUser, sessions: SessionsDep) -> CarrierView:
+async def create_carrier(body: CarrierBody, admin: Admin, sessions: SessionsDep) -> CarrierView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.create_carrier(s, body)
 
@@ -660,7 +706,7 @@ async def create_carrier(body: CarrierBody, admin: AdminUser, sessions: Sessions
     responses=_write((404,)),
 )
 async def update_carrier(
-    carrier_id: uuid.UUID, body: CarrierUpdateBody, admin: AdminUser, sessions: SessionsDep
+    carrier_id: uuid.UUID, body: CarrierUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> CarrierView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.update_carrier(s, carrier_id, body)
@@ -673,7 +719,7 @@ async def update_carrier(
     summary="Shipping zones (countries, optional postal code patterns)",
     responses=problem_responses(401, 403),
 )
-async def list_zones(admin: AdminUser, sessions: SessionsDep) -> list[ZoneView]:
+async def list_zones(admin: Admin, sessions: SessionsDep) -> list[ZoneView]:
     async with sessions["shipping"]() as s:
         return await shipping_service.list_zones(s)
 
@@ -686,7 +732,7 @@ async def list_zones(admin: AdminUser, sessions: SessionsDep) -> list[ZoneView]:
     summary="Add a zone (no countries: the catch-all zone)",
     responses=_write(),
 )
-async def create_zone(body: ZoneBody, admin: AdminUser, sessions: SessionsDep) -> ZoneView:
+async def create_zone(body: ZoneBody, admin: Admin, sessions: SessionsDep) -> ZoneView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.create_zone(s, body)
 
@@ -699,7 +745,7 @@ async def create_zone(body: ZoneBody, admin: AdminUser, sessions: SessionsDep) -
     responses=_write((404,)),
 )
 async def update_zone(
-    zone_id: uuid.UUID, body: ZoneUpdateBody, admin: AdminUser, sessions: SessionsDep
+    zone_id: uuid.UUID, body: ZoneUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> ZoneView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.update_zone(s, zone_id, body)
@@ -713,7 +759,7 @@ async def update_zone(
     responses=_read(),
 )
 async def list_methods(
-    admin: AdminUser, sessions: SessionsDep, zone_id: uuid.UUID | None = None
+    admin: Admin, sessions: SessionsDep, zone_id: uuid.UUID | None = None
 ) -> list[MethodView]:
     async with sessions["shipping"]() as s:
         return await shipping_service.list_methods(s, zone_id)
@@ -727,7 +773,7 @@ async def list_methods(
     summary="Add a method of a carrier in a zone",
     responses=_write((404,)),
 )
-async def create_method(body: MethodBody, admin: AdminUser, sessions: SessionsDep) -> MethodView:
+async def create_method(body: MethodBody, admin: Admin, sessions: SessionsDep) -> MethodView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.create_method(s, body)
 
@@ -740,7 +786,7 @@ async def create_method(body: MethodBody, admin: AdminUser, sessions: SessionsDe
     responses=_write((404,)),
 )
 async def update_method(
-    method_id: uuid.UUID, body: MethodUpdateBody, admin: AdminUser, sessions: SessionsDep
+    method_id: uuid.UUID, body: MethodUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> MethodView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.update_method(s, method_id, body)
@@ -753,7 +799,7 @@ async def update_method(
     summary="A method's rates (weight bands per currency and subtotal tier)",
     responses=_read((404,)),
 )
-async def list_rates(method_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep) -> list[RateView]:
+async def list_rates(method_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> list[RateView]:
     async with sessions["shipping"]() as s:
         return await shipping_service.list_rates(s, method_id)
 
@@ -766,7 +812,7 @@ async def list_rates(method_id: uuid.UUID, admin: AdminUser, sessions: SessionsD
     summary="Add a rate (its weight band must not overlap the method's others)",
     responses=_write((404,)),
 )
-async def create_rate(body: RateBody, admin: AdminUser, sessions: SessionsDep) -> RateView:
+async def create_rate(body: RateBody, admin: Admin, sessions: SessionsDep) -> RateView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.create_rate(s, body)
 
@@ -779,7 +825,7 @@ async def create_rate(body: RateBody, admin: AdminUser, sessions: SessionsDep) -
     responses=_write((404,)),
 )
 async def update_rate(
-    rate_id: uuid.UUID, body: RateUpdateBody, admin: AdminUser, sessions: SessionsDep
+    rate_id: uuid.UUID, body: RateUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> RateView:
     async with sessions["shipping"]() as s, s.begin():
         return await shipping_service.update_rate(s, rate_id, body)
@@ -793,7 +839,7 @@ async def update_rate(
     summary="Remove a rate",
     responses={**problem_responses(401, 403, 404, 422), 204: {"description": "removed"}},
 )
-async def delete_rate(rate_id: uuid.UUID, admin: AdminUser, sessions: SessionsDep) -> Response:
+async def delete_rate(rate_id: uuid.UUID, admin: Admin, sessions: SessionsDep) -> Response:
     async with sessions["shipping"]() as s, s.begin():
         await shipping_service.delete_rate(s, rate_id)
     return Response(status_code=204)
@@ -817,9 +863,16 @@ class TemplateBody(TemplateIn):
 
 
 class TemplateUpdateBody(TemplateUpdate):
+    """Leave a field out to keep it; null clears only ``description`` (and ``clear_html`` the HTML part)."""
+
     model_config = _examples(
         {"subject_template": "Back in stock: {{ product_name }}"}, {"clear_html": True}, {"is_active": False}
     )
+
+    category: CategoryName = None  # type: ignore[assignment]
+    subject_template: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = None  # type: ignore[assignment]
+    text_template: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] = None  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
 
 
 class PreviewBody(BaseModel):
@@ -840,7 +893,7 @@ Locale = Annotated[str, Path(pattern=LOCALE_PATTERN, max_length=5, examples=["en
     responses=_read(),
 )
 async def list_templates(
-    admin: AdminUser,
+    admin: Admin,
     sessions: SessionsDep,
     key: Annotated[str | None, Query(pattern=TEMPLATE_KEY_PATTERN, max_length=100)] = None,
 ) -> list[TemplateView]:
@@ -856,7 +909,7 @@ async def list_templates(
     summary="Add an email template (it must compile: Jinja syntax, known filters)",
     responses=_write(),
 )
-async def create_template(body: TemplateBody, admin: AdminUser, sessions: SessionsDep) -> TemplateView:
+async def create_template(body: TemplateBody, admin: Admin, sessions: SessionsDep) -> TemplateView:
     async with sessions["notification"]() as s, s.begin():
         return await notification_service.create_template(s, body)
 
@@ -868,9 +921,7 @@ async def create_template(body: TemplateBody, admin: AdminUser, sessions: Sessio
     summary="One email template",
     responses=_read((404,)),
 )
-async def get_template(
-    key: TemplateKey, locale: Locale, admin: AdminUser, sessions: SessionsDep
-) -> TemplateView:
+async def get_template(key: TemplateKey, locale: Locale, admin: Admin, sessions: SessionsDep) -> TemplateView:
     async with sessions["notification"]() as s:
         return await notification_service.get_template(s, key, locale)
 
@@ -883,7 +934,7 @@ async def get_template(
     responses=_write((404,)),
 )
 async def update_template(
-    key: TemplateKey, locale: Locale, body: TemplateUpdateBody, admin: AdminUser, sessions: SessionsDep
+    key: TemplateKey, locale: Locale, body: TemplateUpdateBody, admin: Admin, sessions: SessionsDep
 ) -> TemplateView:
     async with sessions["notification"]() as s, s.begin():
         return await notification_service.update_template(s, key, locale, body)
@@ -897,7 +948,7 @@ async def update_template(
     responses=problem_responses(401, 403, 404, 413, 422),
 )
 async def preview_template(
-    key: TemplateKey, locale: Locale, body: PreviewBody, admin: AdminUser, sessions: SessionsDep
+    key: TemplateKey, locale: Locale, body: PreviewBody, admin: Admin, sessions: SessionsDep
 ) -> RenderedView:
     async with sessions["notification"]() as s:
         return await notification_service.preview_template(s, key, locale, body.context)

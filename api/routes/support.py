@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
@@ -29,8 +29,9 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import SupportUser
+from api.auth import Caller, SupportUser
 from api.deps import SessionsDep, SettingsDep, TemporalDep
+from api.middleware import strict_json_body
 from api.problems import problem_responses
 from core.errors import BusinessError, Conflict, NotFound
 from core.temporal import CUSTOMER_ID, NEEDS_ATTENTION, ORDER_ID, ORDER_STATUS, SAGA_STEP
@@ -57,6 +58,14 @@ WorkflowIdPath = Annotated[
         examples=["checkout-6f1c2a57-9a43-4d0e-8d1c-3f1f8e8f7a11-4b1d"],
     ),
 ]
+
+
+async def _support(caller: SupportUser, _: Annotated[None, Depends(strict_json_body)]) -> Caller:
+    """The support role first (401/403), then the body's JSON types (422)."""
+    return caller
+
+
+Support = Annotated[Caller, Depends(_support)]
 
 
 class SagaUnavailable(BusinessError):
@@ -129,7 +138,7 @@ class NoteIn(BaseModel):
     responses=problem_responses(401, 403, 422),
 )
 async def find_orders(
-    caller: SupportUser,
+    caller: Support,
     sessions: SessionsDep,
     client: TemporalDep,
     order_number: Annotated[
@@ -165,7 +174,7 @@ async def find_orders(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def get_order(
-    order_id: uuid.UUID, caller: SupportUser, sessions: SessionsDep, client: TemporalDep
+    order_id: uuid.UUID, caller: Support, sessions: SessionsDep, client: TemporalDep
 ) -> SupportOrderDetail:
     async with sessions["order"]() as s:
         order = await order_service.get_order(s, order_id)
@@ -183,7 +192,7 @@ async def get_order(
     summary="The notes on an order, oldest first",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def list_notes(order_id: uuid.UUID, caller: SupportUser, sessions: SessionsDep) -> list[NoteView]:
+async def list_notes(order_id: uuid.UUID, caller: Support, sessions: SessionsDep) -> list[NoteView]:
     async with sessions["order"]() as s:
         await order_service.get_order(s, order_id)  # 404 for an unknown order, not an empty list
         return await order_service.list_notes(s, order_id, include_internal=True)
@@ -196,7 +205,7 @@ async def list_notes(order_id: uuid.UUID, caller: SupportUser, sessions: Session
     summary="Add a note to an order (internal by default)",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def add_note(order_id: uuid.UUID, body: NoteIn, caller: SupportUser, sessions: SessionsDep) -> NoteView:
+async def add_note(order_id: uuid.UUID, body: NoteIn, caller: Support, sessions: SessionsDep) -> NoteView:
     async with sessions["order"]() as s, s.begin():
         return await order_service.add_note(
             s, order_id, body=body.body, visibility=body.visibility, author_id=caller.user_id
@@ -349,7 +358,7 @@ async def _current_details(client: Client, workflow_id: str, run_id: str | None 
     responses=problem_responses(401, 403, 422, 503),
 )
 async def list_parked_sagas(
-    caller: SupportUser,
+    caller: Support,
     client: TemporalDep,
     workflow_type: Annotated[
         str | None,
@@ -378,7 +387,7 @@ async def list_parked_sagas(
     summary="One saga: status, search attributes and current details",
     responses=problem_responses(401, 403, 404, 422, 503),
 )
-async def get_saga(workflow_id: WorkflowIdPath, caller: SupportUser, client: TemporalDep) -> SagaView:
+async def get_saga(workflow_id: WorkflowIdPath, caller: Support, client: TemporalDep) -> SagaView:
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_S):
             description = await client.get_workflow_handle(workflow_id).describe()
@@ -412,7 +421,7 @@ async def get_saga(workflow_id: WorkflowIdPath, caller: SupportUser, client: Tem
 async def resolve_saga(
     workflow_id: WorkflowIdPath,
     body: ResolveIn,
-    caller: SupportUser,
+    caller: Support,
     client: TemporalDep,
     settings: SettingsDep,
     response: Response,

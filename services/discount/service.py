@@ -349,7 +349,9 @@ def _promotion_view(promotion: Promotion, rules: Sequence[PromotionRule]) -> Pro
         starts_at=promotion.starts_at,
         ends_at=promotion.ends_at,
         is_active=promotion.is_active,
-        rules=[RuleView.model_validate(r) for r in sorted(rules, key=lambda r: (r.created_at, str(r.id)))],
+        rules=[
+            RuleView.model_validate(r) for r in sorted(rules, key=lambda r: (r.rule_type, str(r.id)))
+        ],  # all must hold: order is not meaningful
         created_at=promotion.created_at,
         updated_at=promotion.updated_at,
     )
