@@ -139,3 +139,32 @@ async def test_support_and_admin_routes_refuse_anonymous_and_shoppers(stack: Sta
             assert as_shopper.status_code == 403, (method, path, as_shopper.text)
             assert as_shopper.headers["content-type"].startswith(PROBLEM)
             assert as_shopper.json()["type"] == "/problems/forbidden"
+
+
+async def test_method_not_allowed_lists_every_method_of_the_path(stack: Stack, shopper: Shopper) -> None:
+    async with stack.http() as http:
+        response = await http.request("OPTIONS", "/v1/admin/shipping/zones", headers=shopper.headers)
+    assert response.status_code == 405 and response.headers["content-type"].startswith(PROBLEM)
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST"}
+
+
+async def test_a_value_the_database_refuses_is_a_422_problem() -> None:
+    """The safety net under field rules: a database data error (SQLSTATE 22) is bad input, not a 500."""
+    import httpx
+    from fastapi import FastAPI
+    from sqlalchemy.exc import DataError
+
+    from api import problems
+
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/boom", summary="raises what asyncpg raises for NUL in text")
+    async def boom() -> None:
+        raise DataError("SELECT ...", {}, Exception('invalid byte sequence for encoding "UTF8": 0x00'))
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/boom")
+    assert response.status_code == 422 and response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["type"] == "/problems/invalid-value"
+    assert "SELECT" not in response.text  # no SQL leaks
