@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import engine_floor
+from bench import direct, engine_floor, saga
+from bench import platform as bench_platform
 from bench.harness import (
     CpuMeter,
     LoadConfig,
@@ -52,11 +53,10 @@ class ModeSpec:
     needs_temporal: bool
     description: str
     add_arguments: Callable[[argparse._ArgumentGroup], None] | None = None
+    needs_platform: bool = False  # the run's throw-away platform (bench.platform) must be up
 
 
-# The modes `--modes` accepts. Extension point for the two remaining ones:
-#   "saga":   ModeSpec(<factory driving POST /v1/checkout until the order is CONFIRMED>, needs_temporal=True, ...)
-#   "direct": ModeSpec(<factory calling the checkout's service functions in-process>, needs_temporal=False, ...)
+# The modes `--modes` accepts.
 MODES: dict[str, ModeSpec] = {
     "engine-floor": ModeSpec(
         factory=engine_floor.engine_floor_mode,
@@ -64,8 +64,22 @@ MODES: dict[str, ModeSpec] = {
         description="a workflow of K no-op regular activities in sequence (what Temporal costs)",
         add_arguments=engine_floor.add_arguments,
     ),
+    "direct": ModeSpec(
+        factory=direct.direct_mode,
+        needs_temporal=False,
+        description="the checkout's activities called in-process one after another, without Temporal",
+        add_arguments=direct.add_arguments,
+        needs_platform=True,
+    ),
+    "saga": ModeSpec(
+        factory=saga.saga_mode,
+        needs_temporal=True,
+        description="complete checkouts through the REST API until the order is CONFIRMED",
+        add_arguments=saga.add_arguments,
+        needs_platform=True,
+    ),
 }
-PLANNED_MODES = {"saga": "the checkout saga through the REST API", "direct": "the same work without Temporal"}
+PLANNED_MODES: dict[str, str] = {}  # names reserved for modes not written yet
 
 
 def _modes(text: str) -> list[str]:
@@ -116,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. history.transferProcessorMaxPollRPS=1000)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    bench_platform.add_arguments(parser.add_argument_group("platform (saga and direct modes)"))
     for name, spec in MODES.items():
         if spec.add_arguments is not None:
             spec.add_arguments(parser.add_argument_group(f"{name} mode"))
@@ -226,6 +241,19 @@ async def run_benchmark(
             settings = settings.model_copy(
                 update={"temporal_address": temporal.address, "temporal_namespace": temporal.namespace}
             )
+        if any(MODES[name].needs_platform for name in args.modes):
+            platform = await stack.enter_async_context(
+                bench_platform.platform_for_run(
+                    args,
+                    settings,
+                    folder,
+                    run_id,
+                    temporal,
+                    shoppers=cfg.concurrency * bench_platform.PlatformOptions.shoppers_per_user,
+                    say=lambda text: print(text, flush=True),
+                )
+            )
+            settings = platform.settings
         for i, name in enumerate(args.modes):
             if i:
                 await asyncio.sleep(args.settle)
@@ -264,12 +292,22 @@ async def run_benchmark(
     return report, folder
 
 
+async def _run_stoppable(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
+    """run_benchmark, cancelled (so that everything it started is stopped) on SIGTERM as on Ctrl-C."""
+    import signal
+
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run_benchmark(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for value in args.dynamic_config:
         if "=" not in value:
             raise SystemExit(f"--dynamic-config {value!r}: expected KEY=VALUE")
-    report, folder = asyncio.run(run_benchmark(args))
+    report, folder = asyncio.run(_run_stoppable(args))
     print(format_table(report))
     print(f"\nresults: {folder / 'results.json'}\nplot:    {folder / 'latency.png'}")
     failed = {name: m["errors"]["total"] for name, m in report["modes"].items() if m["errors"]["total"]}
