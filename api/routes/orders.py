@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.auth import CurrentUser
@@ -173,24 +173,27 @@ async def start_checkout(
     fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     async with sessions["auth"]() as s:
         user = await auth_service.get_user(s, caller.user_id)
-    handle = await client.start_workflow(
-        CheckoutWorkflow.run,
-        checkout_input(
-            settings,
-            body,
-            order_id=order_id,
-            user_id=caller.user_id,
-            email=user.email,
-            first_name=user.first_name,
-        ),
-        id=workflow_id,
-        task_queue=SAGAS_TASK_QUEUE,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        memo={"request_fingerprint": fingerprint},
-        static_summary=f"checkout of order {order_id}",
-        static_details=f"Shopper `{caller.user_id}`, Idempotency-Key hash `{workflow_id.rsplit('-', 1)[1]}`.",
-    )
+    try:
+        handle = await client.start_workflow(
+            CheckoutWorkflow.run,
+            checkout_input(
+                settings,
+                body,
+                order_id=order_id,
+                user_id=caller.user_id,
+                email=user.email,
+                first_name=user.first_name,
+            ),
+            id=workflow_id,
+            task_queue=SAGAS_TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            memo={"request_fingerprint": fingerprint},
+            static_summary=f"checkout of order {order_id}",
+            static_details=f"Shopper `{caller.user_id}`, Idempotency-Key hash `{workflow_id.rsplit('-', 1)[1]}`.",
+        )
+    except WorkflowAlreadyStartedError:  # the checkout with this key has finished: same order again
+        handle = client.get_workflow_handle(workflow_id)
     if await _fingerprint(handle) != fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different checkout request")
     response.headers["Location"] = f"/v1/orders/{order_id}"

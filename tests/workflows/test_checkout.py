@@ -195,8 +195,14 @@ async def test_out_of_stock_fails_and_unlocks_the_cart(
     await fill_cart(sessions, shopper.user_id, variant, quantity=2)
     coupon = await new_coupon(sessions)
     async with stack.http() as http:
-        order_id = (await checkout(http, shopper, methods["US:standard"], coupon=coupon)).json()["order_id"]
+        key = str(uuid.uuid4())
+        order_id = (await checkout(http, shopper, methods["US:standard"], coupon=coupon, key=key)).json()[
+            "order_id"
+        ]
         body = await wait_status(http, shopper, order_id, TERMINAL)
+        # the same key after the saga has closed: the same (failed) order, not a new attempt
+        retried = await checkout(http, shopper, methods["US:standard"], coupon=coupon, key=key)
+        assert retried.status_code == 202 and retried.json()["order_id"] == order_id
     saga = body["saga"]
     assert saga["status"] == "failed" and saga["failure_type"] == "OutOfStock", saga
     assert "stock" in saga["failure_reason"].lower()
