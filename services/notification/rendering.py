@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from services.notification.errors import TemplateInvalid, TemplateRenderError
@@ -41,8 +42,25 @@ def format_date(value: datetime | date | str) -> str:
     return f"{value:%B} {value.day}, {value.year}"
 
 
+MAX_EXPONENT = 64  # ``**`` beyond this (``{{ 9**9**9 }}``) would tie up a worker: refused
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox with ``**`` intercepted: small powers only (no constant folding of it at compile
+    time either, which is where an unbounded power would hang)."""
+
+    intercepted_binops = frozenset(["**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (left, right))
+            if not numbers or abs(right) > MAX_EXPONENT or abs(left) > 2**64:
+                raise SecurityError(f"the power {left!r} ** {right!r} is not allowed in a template")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment(*, autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         undefined=StrictUndefined,
         autoescape=autoescape,
         trim_blocks=True,
@@ -82,7 +100,7 @@ def _render(env: SandboxedEnvironment, label: str, source: str, context: dict[st
         return env.from_string(source).render(context)
     except TemplateError as exc:  # UndefinedError, SecurityError, syntax errors of a stored template
         raise TemplateRenderError(f"{label}: {exc.message or exc}", template=label) from exc
-    except (TypeError, ValueError) as exc:  # a filter given the wrong kind of value
+    except (TypeError, ValueError, ArithmeticError) as exc:  # a filter given the wrong kind of value, 1/0
         raise TemplateRenderError(f"{label}: {exc}", template=label) from exc
 
 

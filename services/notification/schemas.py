@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CategoryName = Literal["security", "transactional", "order_updates", "marketing"]
 TEMPLATE_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,99}$"
@@ -47,6 +47,14 @@ class TemplateUpdate(BaseModel):
     html_template: str | None = Field(default=None, max_length=200_000)
     clear_html: bool = Field(default=False, description="remove the HTML part")
     is_active: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_null(self) -> TemplateUpdate:
+        """Leave a field out to keep it; null clears only ``description`` and ``html_template``."""
+        for name in ("category", "subject_template", "text_template", "is_active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
 
 
 class TemplateView(BaseModel):

@@ -27,7 +27,7 @@ from services.notification.errors import (
 )
 from services.notification.mailer import Mailer, message_id_for
 from services.notification.models import Notification, NotificationLog, ledger
-from services.notification.rendering import money, render
+from services.notification.rendering import check_compiles, money, render
 from services.notification.schemas import PreferenceUpdate, TemplateIn, TemplateUpdate
 from tests.sandboxes import conftest as sandboxes
 from tests.sandboxes.conftest import SmtpSink
@@ -179,6 +179,29 @@ def test_strict_undefined_autoescape_and_sandbox() -> None:
     with pytest.raises(TemplateRenderError):
         render(name="t", subject="{{ amount | money('USD') }}", text="", html=None, context={"amount": "5"})
     assert money(5, "USD") == "$0.05" and money(1000, "JPY") == "¥1,000" and money(-250, "CHF") == "-2.50 CHF"
+
+
+@pytest.mark.timeout(10)
+def test_sandbox_refuses_unbounded_powers_and_arithmetic_errors() -> None:
+    """``**`` is intercepted (also at compile time, where Jinja would fold constants): small powers
+    render, huge ones are a render error at once instead of tying up the worker."""
+    check_compiles("text", "{{ 9**9**9**9 }} {{ 10**100000000 }}")  # nothing folded, nothing computed
+
+    def text(source: str, **context: Any) -> str:
+        return render(name="t", subject="s", text=source, html=None, context=context).text
+
+    assert text("{{ 2**10 }} {{ n**2 }}", n=3) == "1024 9"
+    for source in ("{{ 10**100000000 }}", "{{ 2**10**10**10 }}", "{{ n**n }}", "{{ 'a'**2 }}", "{{ 1/0 }}"):
+        with pytest.raises(TemplateRenderError):
+            text(source, n=10**6)
+
+
+def test_template_update_refuses_null_for_required_columns() -> None:
+    for name in ("category", "subject_template", "text_template", "is_active"):
+        with pytest.raises(ValidationError, match="cannot be null"):
+            TemplateUpdate.model_validate({name: None})
+    cleared = TemplateUpdate.model_validate({"description": None, "html_template": None})
+    assert cleared.model_fields_set == {"description", "html_template"}
 
 
 async def test_template_admin_validates_and_versions(db: SessionFactory) -> None:
