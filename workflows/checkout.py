@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         RecordPromotionsInput,
         ReserveCouponInput,
     )
-    from activities.notification import NotificationActivities, SendInput
     from activities.order import (
         CancelOrderInput,
         ConfirmOrderInput,
@@ -65,7 +64,9 @@ with workflow.unsafe.imports_passed_through():
         compensation_retry,
         failure_message,
         failure_type,
-        forever_retry,
+        run_step,
+        run_until_done,
+        send_email,
         set_step,
         step_retry,
         wait_until,
@@ -512,7 +513,7 @@ class CheckoutWorkflow:
                 "discount",
             )
         self._set_status("confirmed")
-        await self._notify("order_confirmed", "order confirmed")
+        await self._notify("order_confirmed")
         self.step = "awaiting shipment"
         set_step("awaiting shipment")
         if inp.start_shipping and workflow.patched("shipping-saga"):
@@ -552,7 +553,7 @@ class CheckoutWorkflow:
         await self.saga.compensate()
         self._set_status("cancelled" if cancelled else "failed")
         if self.failure_type == "PaymentDeclined":
-            await self._notify("payment_failed", "payment failed", critical=False)
+            await self._notify("payment_failed", critical=False)
 
     async def _cancel_after_confirmation(self, reason: str) -> None:
         """Cancel a confirmed, not yet shipped order: give the money back, restock, release, cancel."""
@@ -642,17 +643,7 @@ class CheckoutWorkflow:
         self._check_cancel()
         self.step = name
         set_step(name)
-        assert self.inp is not None
-        result = await workflow.execute_activity_method(
-            method,
-            arg,
-            task_queue=queue,
-            start_to_close_timeout=timedelta(seconds=self.inp.timings.activity_timeout_s),
-            retry_policy=step_retry(self.inp.timings),
-            summary=name,
-        )
-        self.saga.log.append(f"done: {name}")
-        return result
+        return await run_step(self.saga, name, method, arg, queue=queue, retry=step_retry(self.saga.timings))
 
     async def _must(
         self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
@@ -660,24 +651,7 @@ class CheckoutWorkflow:
         """A step after the pivot: retried until it succeeds; a business refusal parks the saga."""
         self.step = name
         set_step(name)
-        assert self.inp is not None
-        while True:
-            try:
-                result = await workflow.execute_activity_method(
-                    method,
-                    arg,
-                    task_queue=queue,
-                    start_to_close_timeout=timedelta(seconds=self.inp.timings.activity_timeout_s),
-                    retry_policy=forever_retry(),
-                    summary=name,
-                )
-                self.saga.log.append(f"done: {name}")
-                return result
-            except ActivityError as exc:
-                decision = await self.saga.park(f"step **{name}** was refused: {failure_message(exc)}")
-                if decision.action == "skip":
-                    self.saga.log.append(f"skipped by {decision.actor}: {name} ({decision.note})")
-                    return None
+        return await run_until_done(self.saga, name, method, arg, queue=queue)
 
     async def _compensate(self, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str) -> None:
         assert self.inp is not None
@@ -690,9 +664,9 @@ class CheckoutWorkflow:
             summary=f"compensate: {queue}",
         )
 
-    async def _notify(self, template: str, summary: str, *, critical: bool = True) -> None:
+    async def _notify(self, template: str, *, critical: bool = True) -> None:
         assert self.inp is not None
-        inp, wid = self.inp, workflow.info().workflow_id
+        inp = self.inp
         # The variables services/notification/service.py TEMPLATE_VARIABLES lists for these templates.
         context: dict[str, Any] = {
             "first_name": inp.first_name or "there",
@@ -706,26 +680,10 @@ class CheckoutWorkflow:
                 for line in self.lines
             ],
         }
-        try:
-            await workflow.execute_activity_method(
-                NotificationActivities.send,
-                SendInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:notify:{template}",
-                        "user_id": inp.user_id,
-                        "recipient": inp.email,
-                        "event_type": template,
-                        "template_key": template,
-                        "context": context,
-                    }
-                ),
-                task_queue="notification",
-                start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),
-                retry_policy=forever_retry() if critical else RetryPolicy(maximum_attempts=3),
-                summary=f"email: {summary}",
-            )
-        except ActivityError as exc:  # a mail never blocks an order; the notification log has the attempt
-            workflow.logger.warning("notification %s not sent: %s", template, failure_message(exc))
+        retry = None if critical else RetryPolicy(maximum_attempts=3)
+        await send_email(
+            self.saga, template, user_id=inp.user_id, recipient=inp.email, context=context, retry=retry
+        )
 
     # == state shown to shoppers, support and the Web UI ==========================================
     def _set_status(self, status: CheckoutState) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -15,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notification import NotificationActivities, SendInput
     from core.temporal import NEEDS_ATTENTION, SAGA_STEP
 
 
@@ -154,3 +155,76 @@ async def wait_until(fn: Callable[[], bool], within: timedelta, summary: str | N
     except TimeoutError:
         return fn()
     return True
+
+
+# -- activity plumbing shared by the sagas ------------------------------------------------------------
+async def run_step(
+    saga: Saga,
+    name: str,
+    method: Callable[..., Awaitable[Any]],
+    arg: BaseModel,
+    *,
+    queue: str,
+    retry: RetryPolicy | None = None,
+) -> Any:
+    """One activity on ``queue``; infrastructure failures retry (forever unless ``retry`` says otherwise),
+    a business refusal raises ActivityError."""
+    result = await workflow.execute_activity_method(
+        method,
+        arg,
+        task_queue=queue,
+        start_to_close_timeout=timedelta(seconds=saga.timings.activity_timeout_s),
+        retry_policy=retry or forever_retry(),
+        summary=name,
+    )
+    saga.log.append(f"done: {name}")
+    return result
+
+
+async def run_until_done(
+    saga: Saga, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, *, queue: str
+) -> Any:
+    """A step that has to happen (after a pivot): a business refusal parks the saga for support, whose
+    decision is to retry it or to skip it (None is returned then)."""
+    while True:
+        try:
+            return await run_step(saga, name, method, arg, queue=queue)
+        except ActivityError as exc:
+            decision = await saga.park(f"step **{name}** was refused: {failure_message(exc)}")
+            if decision.action == "skip":
+                saga.log.append(f"skipped by {decision.actor}: {name} ({decision.note})")
+                return None
+
+
+async def send_email(
+    saga: Saga,
+    template: str,
+    *,
+    user_id: Any,
+    recipient: str,
+    context: dict[str, Any],
+    retry: RetryPolicy | None = None,
+) -> None:
+    """The ``template`` email through the notification service, keyed by workflow and template. A refused
+    mail never blocks a saga; the notification log keeps the attempt."""
+    wid = workflow.info().workflow_id
+    try:
+        await workflow.execute_activity_method(
+            NotificationActivities.send,
+            SendInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:notify:{template}",
+                    "user_id": user_id,
+                    "recipient": recipient,
+                    "event_type": template,
+                    "template_key": template,
+                    "context": context,
+                }
+            ),
+            task_queue="notification",
+            start_to_close_timeout=timedelta(seconds=saga.timings.activity_timeout_s),
+            retry_policy=retry or forever_retry(),
+            summary=f"email: {template}",
+        )
+    except ActivityError as exc:
+        workflow.logger.warning("notification %s not sent: %s", template, failure_message(exc))

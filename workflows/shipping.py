@@ -34,7 +34,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notification import NotificationActivities, SendInput
     from activities.order import GetOrderInput, OrderActivities, SetOrderStatusInput
     from activities.shipping import (
         BuyLabelInput,
@@ -51,7 +50,9 @@ with workflow.unsafe.imports_passed_through():
         SagaTimings,
         failure_message,
         failure_type,
-        forever_retry,
+        run_step,
+        run_until_done,
+        send_email,
         set_step,
         wait_until,
     )
@@ -491,61 +492,24 @@ class ShippingWorkflow:
         queue: str,
         retry: RetryPolicy | None = None,
     ) -> Any:
-        """Retried until it succeeds (infrastructure); a business refusal raises ActivityError."""
         self._set_step(name)
-        result = await workflow.execute_activity_method(
-            method,
-            arg,
-            task_queue=queue,
-            start_to_close_timeout=timedelta(seconds=self._input().timings.activity_timeout_s),
-            retry_policy=retry or forever_retry(),
-            summary=name,
-        )
-        self.saga.log.append(f"done: {name}")
-        return result
+        return await run_step(self.saga, name, method, arg, queue=queue, retry=retry)
 
     async def _must(
         self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
     ) -> Any:
-        """A step that has to happen: a business refusal parks the saga for support."""
-        while True:
-            try:
-                return await self._call(name, method, arg, queue=queue)
-            except ActivityError as exc:
-                decision = await self.saga.park(f"step **{name}** was refused: {failure_message(exc)}")
-                if decision.action == "skip":
-                    self._log(f"skipped by {decision.actor}: {name} ({decision.note})")
-                    return None
+        self._set_step(name)
+        return await run_until_done(self.saga, name, method, arg, queue=queue)
 
     async def _notify(self, template: str, extra: dict[str, Any]) -> None:
         inp = self._input()
-        wid = workflow.info().workflow_id
         context: dict[str, Any] = {
             "first_name": self.first_name or "there",
             "order_number": self.order_number,
             "order_id": str(inp.order_id),
             **extra,
         }
-        try:
-            await workflow.execute_activity_method(
-                NotificationActivities.send,
-                SendInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:notify:{template}",
-                        "user_id": inp.user_id,
-                        "recipient": inp.email,
-                        "event_type": template,
-                        "template_key": template,
-                        "context": context,
-                    }
-                ),
-                task_queue="notification",
-                start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),
-                retry_policy=forever_retry(),
-                summary=f"email: {template}",
-            )
-        except ActivityError as exc:  # a refused mail never blocks the parcel; the log has the attempt
-            workflow.logger.warning("notification %s not sent: %s", template, failure_message(exc))
+        await send_email(self.saga, template, user_id=inp.user_id, recipient=inp.email, context=context)
 
     async def _tell_checkout(self, notice: ShipmentNotice) -> None:
         inp = self._input()
