@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
-from api.auth import CurrentUser
+from api.auth import Caller, CurrentUser
 from api.deps import SessionsDep, SettingsDep
+from api.middleware import strict_json_body
 from api.problems import problem_responses
-from api.routes.auth import NulFree
 from core.errors import BusinessError, NotFound
 from services.auth import service as auth_service
 from services.notification import service as notification_service
@@ -34,8 +34,15 @@ from services.user.schemas import (
     AddressIn,
     AddressUpdate,
     AddressView,
+    City,
+    Country,
+    Currency,
+    Line,
+    Locale,
+    Name,
     PaymentMethodIn,
     PaymentMethodView,
+    PostalCode,
     PreferencesUpdate,
     PreferencesView,
     ProfileUpdate,
@@ -45,6 +52,19 @@ from services.user.schemas import (
 )
 
 router = APIRouter(prefix="/v1/me", tags=["me"])
+
+# The lengths of the user service's columns (a longer value would fail in the database).
+Region = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+ShortLocale = Annotated[Locale, StringConstraints(max_length=35)]
+
+
+async def _strict_caller(caller: CurrentUser, _: Annotated[None, Depends(strict_json_body)]) -> Caller:
+    """The caller first (401), then the body's JSON types (422: no 0 taken for false or a date) and no
+    NUL or lone surrogate in any text (PostgreSQL cannot store them)."""
+    return caller
+
+
+StrictUser = Annotated[Caller, Depends(_strict_caller)]
 
 
 class PaymentProviderUnavailable(BusinessError):
@@ -64,7 +84,7 @@ class Me(ProfileView):
     roles: list[str]
 
 
-class ProfilePatch(NulFree, ProfileUpdate):
+class ProfilePatch(ProfileUpdate):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -72,8 +92,13 @@ class ProfilePatch(NulFree, ProfileUpdate):
         },
     )
 
+    # Leave a field out to keep it; these cannot be cleared, so the schema does not allow null.
+    first_name: Name = None  # type: ignore[assignment]
+    last_name: Name = None  # type: ignore[assignment]
+    locale: ShortLocale | None = None
 
-class AddressCreate(NulFree, AddressIn):
+
+class AddressCreate(AddressIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -91,14 +116,25 @@ class AddressCreate(NulFree, AddressIn):
         },
     )
 
+    region: Region | None = None
 
-class AddressPatch(NulFree, AddressUpdate):
+
+class AddressPatch(AddressUpdate):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"line2": "Flat 3", "is_default": True}]}
     )
 
+    # Leave a field out to keep it; only line2, region and phone can be cleared with null.
+    name: Line = None  # type: ignore[assignment]
+    line1: Line = None  # type: ignore[assignment]
+    city: City = None  # type: ignore[assignment]
+    postal_code: PostalCode = None  # type: ignore[assignment]
+    country: Country = None  # type: ignore[assignment]
+    is_default: bool = None  # type: ignore[assignment]
+    region: Region | None = None
 
-class CardIn(NulFree):
+
+class CardIn(BaseModel):
     """A card as the shopper typed it. Sent to the PSP for tokenization, never stored or logged."""
 
     model_config = ConfigDict(
@@ -132,14 +168,20 @@ class CardIn(NulFree):
         return value
 
 
-class PreferencesPatch(NulFree, PreferencesUpdate):
+class PreferencesPatch(PreferencesUpdate):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"language": "fr", "currency": "EUR", "marketing_opt_in": False}]},
     )
 
+    # Leave a field out to keep it; none of them can be cleared, so the schema does not allow null.
+    language: ShortLocale = None  # type: ignore[assignment]
+    currency: Currency = None  # type: ignore[assignment]
+    marketing_opt_in: bool = None  # type: ignore[assignment]
+    extras: dict[str, Any] = None  # type: ignore[assignment]
 
-class NotificationPreferenceChange(NulFree):
+
+class NotificationPreferenceChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     category: Literal["transactional", "order_updates", "marketing"] = Field(
         description="security mails (verification, password reset) are always sent"
@@ -148,7 +190,7 @@ class NotificationPreferenceChange(NulFree):
     enabled: bool
 
 
-class NotificationPreferencesPatch(NulFree):
+class NotificationPreferencesPatch(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"preferences": [{"category": "marketing", "enabled": True}]}]},
@@ -156,7 +198,7 @@ class NotificationPreferencesPatch(NulFree):
     preferences: list[NotificationPreferenceChange] = Field(min_length=1, max_length=8)
 
 
-class WishlistAdd(NulFree):
+class WishlistAdd(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"product_id": "3f2b1c0d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}]},
@@ -191,7 +233,7 @@ async def get_me(caller: CurrentUser, sessions: SessionsDep) -> Me:
     "cannot be changed here (unknown fields are refused).",
     responses=problem_responses(401, 404, 422),
 )
-async def patch_me(body: ProfilePatch, caller: CurrentUser, sessions: SessionsDep) -> Me:
+async def patch_me(body: ProfilePatch, caller: StrictUser, sessions: SessionsDep) -> Me:
     async with sessions["user"]() as s, s.begin():
         profile = await user_service.update_profile(s, caller.user_id, body)
     return await _me(sessions, caller.user_id, profile)
@@ -226,7 +268,7 @@ async def list_addresses(
     responses=problem_responses(401, 404, 422),
 )
 async def add_address(
-    body: AddressCreate, caller: CurrentUser, sessions: SessionsDep, response: Response
+    body: AddressCreate, caller: StrictUser, sessions: SessionsDep, response: Response
 ) -> AddressView:
     async with sessions["user"]() as s, s.begin():
         address = await user_service.add_address(s, caller.user_id, body)
@@ -253,7 +295,7 @@ async def get_address(address_id: uuid.UUID, caller: CurrentUser, sessions: Sess
     responses=problem_responses(401, 404, 422),
 )
 async def patch_address(
-    address_id: uuid.UUID, body: AddressPatch, caller: CurrentUser, sessions: SessionsDep
+    address_id: uuid.UUID, body: AddressPatch, caller: StrictUser, sessions: SessionsDep
 ) -> AddressView:
     async with sessions["user"]() as s, s.begin():
         return await user_service.update_address(s, caller.user_id, address_id, body)
@@ -297,7 +339,7 @@ async def list_payment_methods(caller: CurrentUser, sessions: SessionsDep) -> li
     responses=problem_responses(401, 404, 422, 503),
 )
 async def add_payment_method(
-    body: CardIn, caller: CurrentUser, sessions: SessionsDep, settings: SettingsDep, response: Response
+    body: CardIn, caller: StrictUser, sessions: SessionsDep, settings: SettingsDep, response: Response
 ) -> PaymentMethodView:
     async with sessions["user"]() as s:
         await user_service.get_profile(s, caller.user_id)  # ProfileNotFound before calling the provider
@@ -374,7 +416,7 @@ async def get_preferences(caller: CurrentUser, sessions: SessionsDep) -> Prefere
     responses=problem_responses(401, 404, 422),
 )
 async def patch_preferences(
-    body: PreferencesPatch, caller: CurrentUser, sessions: SessionsDep
+    body: PreferencesPatch, caller: StrictUser, sessions: SessionsDep
 ) -> PreferencesView:
     async with sessions["user"]() as s, s.begin():
         return await user_service.update_preferences(s, caller.user_id, body)
@@ -399,7 +441,7 @@ async def get_notification_preferences(caller: CurrentUser, sessions: SessionsDe
     responses=problem_responses(401, 422),
 )
 async def patch_notification_preferences(
-    body: NotificationPreferencesPatch, caller: CurrentUser, sessions: SessionsDep
+    body: NotificationPreferencesPatch, caller: StrictUser, sessions: SessionsDep
 ) -> list[PreferenceView]:
     changes = [
         PreferenceUpdate(category=c.category, channel=c.channel, enabled=c.enabled) for c in body.preferences
@@ -437,7 +479,7 @@ async def list_wishlist(
     description="Adding a product that is already there returns the existing item.",
     responses=problem_responses(401, 404, 422),
 )
-async def add_to_wishlist(body: WishlistAdd, caller: CurrentUser, sessions: SessionsDep) -> WishlistItemView:
+async def add_to_wishlist(body: WishlistAdd, caller: StrictUser, sessions: SessionsDep) -> WishlistItemView:
     async with sessions["product"]() as s:
         await product_service.get_product(s, product_id=body.product_id)  # ProductNotFound (404)
     async with sessions["user"]() as s, s.begin():
