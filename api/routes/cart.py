@@ -36,8 +36,10 @@ CART_TOKEN_HEADER = "X-Cart-Token"
 # Guests are not accounts: their coupon previews count no per-customer usage (checkout checks it).
 GUEST_USER_ID = uuid.UUID(int=0)
 
+# Typed ``str`` with a None default (not ``str | None``): a header is text or absent, and a nullable
+# schema would let clients send an empty value the length rule refuses.
 CartToken = Annotated[
-    str | None,
+    str,
     Header(
         alias=CART_TOKEN_HEADER,
         min_length=16,
@@ -57,13 +59,18 @@ RequiredCartToken = Annotated[
     ),
 ]
 Quantity = Annotated[int, Field(ge=1, le=MAX_ITEM_QUANTITY, description=f"1..{MAX_ITEM_QUANTITY} units")]
+MAX_VERSION = 2**31 - 1  # the cart's INTEGER version column
 Version = Annotated[
-    int, Field(ge=1, description="the cart `version` the client saw (optimistic concurrency)")
+    int, Field(ge=1, le=MAX_VERSION, description="the cart `version` the client saw (optimistic concurrency)")
 ]
 CouponCode = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(storable)
 ]
 
+
+# Guests use the cart without signing in: the bearer token is optional (an empty requirement, OpenAPI's
+# "no authentication" alternative, next to the bearer scheme FastAPI lists from the dependency).
+GUEST_ALLOWED: dict[str, Any] = {"security": [{}]}
 
 # The 200 of the routes that may create a guest cart.
 NEW_TOKEN_HEADER: dict[int | str, dict[str, Any]] = {
@@ -151,12 +158,16 @@ def _out(response: Response, cart: CartView, token: str | None) -> CartOut:
     "",
     response_model=CartOut,
     summary="The caller's cart",
+    openapi_extra=GUEST_ALLOWED,
     description="Signed in: the shopper's cart. Guest: the cart of `X-Cart-Token`; without a (live) "
     "token a new empty guest cart whose token is returned once.",
     responses={**NEW_TOKEN_HEADER, **problem_responses(401, 422)},
 )
 async def get_cart(
-    caller: OptionalUser, sessions: SessionsDep, response: Response, x_cart_token: CartToken = None
+    caller: OptionalUser,
+    sessions: SessionsDep,
+    response: Response,
+    x_cart_token: CartToken = None,  # type: ignore[assignment]
 ) -> CartOut:
     async with sessions["cart"]() as s, s.begin():
         cart, token = await _cart(s, caller, x_cart_token, create=True)
@@ -167,6 +178,7 @@ async def get_cart(
     "/items",
     response_model=CartOut,
     summary="Add a variant to the cart",
+    openapi_extra=GUEST_ALLOWED,
     description="The unit price and product are read from the catalog (never sent by the client); "
     "the same variant again adds to its line (at most "
     f"{MAX_ITEM_QUANTITY} units). A guest without a token gets a new cart and its token.",
@@ -177,7 +189,7 @@ async def add_item(
     caller: OptionalUser,
     sessions: SessionsDep,
     response: Response,
-    x_cart_token: CartToken = None,
+    x_cart_token: CartToken = None,  # type: ignore[assignment]
 ) -> CartOut:
     async with sessions["product"]() as s:
         quote = await product_service.price_items(
@@ -205,6 +217,7 @@ async def add_item(
     "/items/{item_id}",
     response_model=CartOut,
     summary="Change an item's quantity",
+    openapi_extra=GUEST_ALLOWED,
     responses=problem_responses(401, 404, 409, 422),
 )
 async def update_item(
@@ -213,7 +226,7 @@ async def update_item(
     caller: OptionalUser,
     sessions: SessionsDep,
     response: Response,
-    x_cart_token: CartToken = None,
+    x_cart_token: CartToken = None,  # type: ignore[assignment]
 ) -> CartOut:
     async with sessions["cart"]() as s, s.begin():
         cart, _ = await _cart(s, caller, x_cart_token, create=False)
@@ -227,6 +240,7 @@ async def update_item(
     "/items/{item_id}",
     response_model=CartOut,
     summary="Remove an item from the cart",
+    openapi_extra=GUEST_ALLOWED,
     responses=problem_responses(401, 404, 409, 422),
 )
 async def remove_item(
@@ -234,8 +248,10 @@ async def remove_item(
     caller: OptionalUser,
     sessions: SessionsDep,
     response: Response,
-    x_cart_token: CartToken = None,
-    expected_version: Annotated[int | None, Query(ge=1, description="optimistic concurrency")] = None,
+    x_cart_token: CartToken = None,  # type: ignore[assignment]
+    expected_version: Annotated[
+        int | None, Query(ge=1, le=MAX_VERSION, description="optimistic concurrency")
+    ] = None,
 ) -> CartOut:
     async with sessions["cart"]() as s, s.begin():
         cart, _ = await _cart(s, caller, x_cart_token, create=False)
@@ -264,6 +280,7 @@ async def merge_cart(
     "/coupon-preview",
     response_model=CouponPreview,
     summary="What a coupon would take off the current cart",
+    openapi_extra=GUEST_ALLOWED,
     description="A preview: it holds no coupon use. Refusals are problem details with the coupon's "
     "refusal type (`coupon-not-found` 404, `coupon-expired` / `coupon-minimum-not-met` / ... 422, "
     "`coupon-exhausted` / `coupon-per-customer-limit-reached` 409); an empty cart is 409 `cart-empty`. "
@@ -275,7 +292,7 @@ async def coupon_preview(
     caller: OptionalUser,
     sessions: SessionsDep,
     response: Response,
-    x_cart_token: CartToken = None,
+    x_cart_token: CartToken = None,  # type: ignore[assignment]
 ) -> CouponPreview:
     async with sessions["cart"]() as s, s.begin():
         if caller is None and x_cart_token is None:
