@@ -229,10 +229,10 @@ async def request_return(
     sessions: SessionsDep,
     client: TemporalDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
+    idempotency_key: Annotated[  # str, not str | None: a header is text or absent, never null
+        str,  # noqa: RUF013
         Header(min_length=8, max_length=255, alias="Idempotency-Key", description="optional, e.g. a UUID"),
-    ] = None,
+    ] = None,  # type: ignore[assignment]
 ) -> ReturnAccepted:
     async with sessions["order"]() as s:
         await order_service.get_order(s, order_id, caller.user_id)  # another user's order: 404
