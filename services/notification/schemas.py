@@ -34,8 +34,8 @@ class TemplateIn(BaseModel):
     category: CategoryName
     description: str | None = Field(default=None, max_length=2000)
     subject_template: str = Field(min_length=1, max_length=2000)
-    text_template: str = Field(min_length=1, max_length=100_000)
-    html_template: str | None = Field(default=None, max_length=200_000)
+    text_template: str = Field(min_length=1, max_length=20_000)
+    html_template: str | None = Field(default=None, max_length=40_000)
     is_active: bool = True
 
 
@@ -43,8 +43,8 @@ class TemplateUpdate(BaseModel):
     category: CategoryName | None = None
     description: str | None = Field(default=None, max_length=2000)
     subject_template: str | None = Field(default=None, min_length=1, max_length=2000)
-    text_template: str | None = Field(default=None, min_length=1, max_length=100_000)
-    html_template: str | None = Field(default=None, max_length=200_000)
+    text_template: str | None = Field(default=None, min_length=1, max_length=20_000)
+    html_template: str | None = Field(default=None, max_length=40_000)
     clear_html: bool = Field(default=False, description="remove the HTML part")
     is_active: bool | None = None
 
