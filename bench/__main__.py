@@ -307,7 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for value in args.dynamic_config:
         if "=" not in value:
             raise SystemExit(f"--dynamic-config {value!r}: expected KEY=VALUE")
-    report, folder = asyncio.run(_run_stoppable(args))
+    try:
+        report, folder = asyncio.run(_run_stoppable(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\ninterrupted: every process the benchmark started has been stopped", file=sys.stderr)
+        return 130
     print(format_table(report))
     print(f"\nresults: {folder / 'results.json'}\nplot:    {folder / 'latency.png'}")
     failed = {name: m["errors"]["total"] for name, m in report["modes"].items() if m["errors"]["total"]}

@@ -320,8 +320,9 @@ class Platform:
         )
 
     def cpu_sources(self, *, workers: bool) -> list[ProcessSource]:
-        """PostgreSQL (postmaster and every backend) and the sandboxes; with ``workers`` also every
-        worker process and the API (with its uvicorn children)."""
+        """PostgreSQL (postmaster and every backend) and the sandboxes; with ``workers`` also the
+        saga workers, each service's workers (label ``worker-<service>``) and the API (with its
+        uvicorn children)."""
         sources = [
             postgres_source(self.settings.postgres_port),
             pid_source("sandboxes", [*self.pids("psp"), *self.pids("carrier"), *self.pids("smtp-sink")]),
@@ -329,9 +330,7 @@ class Platform:
         if workers:
             sources += [
                 pid_source("saga-workers", self.pids("worker-sagas")),
-                pid_source(
-                    "service-workers", [p for p in self.pids("worker-") if p not in self.pids("worker-sagas")]
-                ),
+                *(pid_source(f"worker-{name}", self.pids(f"worker-{name}")) for name in PLATFORM_SERVICES),
                 pid_source("api", self.pids("api"), children=True),
             ]
         return sources

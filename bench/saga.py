@@ -9,10 +9,14 @@ status (failed, cancelled) is an error with the saga's failure reason.
 
 How the wait looks (``--saga-wait``):
 
-- ``rest`` (default): ``GET /v1/orders/{id}`` every ``--poll-interval`` seconds, the shopper's
+- ``rest``: ``GET /v1/orders/{id}`` every ``--poll-interval`` seconds, the shopper's
   status URL (the order row plus a workflow query for the live saga state);
 - ``describe``: the workflow's search attributes ``OrderStatus`` / ``SagaStep`` through the
-  benchmark's own Temporal client (``DescribeWorkflowExecution``: a server read, no worker involved).
+  benchmark's own Temporal client (``DescribeWorkflowExecution``: a server read, no worker involved),
+  every ``--poll-interval`` seconds;
+- ``history`` (default): no polling: the benchmark's Temporal client follows the workflow's history with a
+  long poll (``GetWorkflowExecutionHistory`` with ``waitNewEvent``) and stops at the search-attribute
+  upsert that sets ``SagaStep`` to ``awaiting shipment`` (or ``OrderStatus`` to failed/cancelled).
 
 Cart filling is not timed (see bench.platform.CartFiller). Shipping: the platform runs with
 ``START_SHIPPING=false`` unless ``--start-shipping`` is given, so a confirmed checkout does not go
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,10 +48,10 @@ class CheckoutFailed(Exception):
 def add_arguments(group: Any) -> None:
     group.add_argument(
         "--saga-wait",
-        choices=["rest", "describe"],
-        default="rest",
-        help="how a shopper waits for CONFIRMED: poll GET /v1/orders/{id} (rest) or read the "
-        "workflow's search attributes (describe)",
+        choices=["rest", "describe", "history"],
+        default="history",
+        help="how a shopper waits for CONFIRMED: poll GET /v1/orders/{id} (rest), poll the "
+        "workflow's search attributes (describe), or follow its history (history; no polling)",
     )
     group.add_argument(
         "--poll-interval", type=float, default=0.05, help="seconds between two status reads (default 0.05)"
@@ -124,10 +129,37 @@ class SagaCheckout:
                 )
             await asyncio.sleep(self.poll_s)
 
+    async def wait_history(self, workflow_id: str) -> None:
+        from temporalio.api.enums.v1 import EventType
+
+        upsert = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        seen: dict[str, Any] = {}
+        handle = self.client.get_workflow_handle(workflow_id)
+        async for event in handle.fetch_history_events(wait_new_event=True):
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                fields = event.workflow_execution_started_event_attributes.search_attributes.indexed_fields
+            elif event.event_type == upsert:
+                fields = (
+                    event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+                )
+            else:
+                continue
+            self.polls += 1
+            for key in ("OrderStatus", "SagaStep"):
+                if key in fields:
+                    seen[key] = json.loads(fields[key].data)
+            if seen.get("OrderStatus") == "confirmed" and seen.get("SagaStep") == DONE_STEP:
+                return
+            if seen.get("OrderStatus") in FAILED:
+                raise CheckoutFailed(f"checkout {seen['OrderStatus']} at step {seen.get('SagaStep')}")
+        raise CheckoutFailed(f"checkout workflow closed before confirmation: {seen}")
+
     async def run(self, shopper: BenchShopper) -> str:
         order_id, workflow_id = await self.start(shopper)
         if self.wait == "describe":
             await self.wait_describe(workflow_id)
+        elif self.wait == "history":
+            await self.wait_history(workflow_id)
         else:
             await self.wait_rest(shopper, order_id)
         return workflow_id

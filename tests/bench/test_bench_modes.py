@@ -51,7 +51,7 @@ async def test_direct_and_saga_short_real_run(tmp_path: Path) -> None:
 
     direct, saga = report["modes"]["direct"], report["modes"]["saga"]
     assert {"bench", "postgres", "sandboxes"} <= set(direct["cpu"]["by_process"])
-    assert {"bench", "postgres", "api", "saga-workers", "service-workers", "temporal"} <= set(
+    assert {"bench", "postgres", "api", "saga-workers", "worker-cart", "worker-payment", "temporal"} <= set(
         saga["cpu"]["by_process"]
     )
     assert saga["config"]["saga_worker_processes"] == 1 and "dead_processes" not in saga["config"]
