@@ -17,6 +17,12 @@ SHOPPERS ?= 0
 seed: .venv/.synced  ## load demo data into the running platform: make seed [PRODUCTS=300] [SHOPPERS=100]
 	$(PY) -m devstack seed --products $(PRODUCTS) --shoppers $(SHOPPERS)
 
+CONCURRENCY ?= 20
+DURATION ?= 300
+BENCH_ARGS ?=
+bench: .venv/.synced tools  ## checkout benchmark on a throw-away platform: make bench [CONCURRENCY=20 DURATION=300 BENCH_ARGS="--saga-workers 2"]
+	$(PY) -m bench --modes engine-floor,direct,saga --concurrency $(CONCURRENCY) --duration $(DURATION) $(BENCH_ARGS)
+
 lint: .venv/.synced
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy .
 
