@@ -16,15 +16,13 @@ the first label instead of buying a second one.
 from __future__ import annotations
 
 from datetime import datetime
-from types import TracebackType
-from typing import Any, ClassVar, Literal, NoReturn, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Literal, NoReturn, Protocol, TypeVar, runtime_checkable
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import BusinessError, IdempotencyKeyReused, NotFound
+from core.http_adapter import JsonHttpAdapter, ProviderError
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 _M = TypeVar("_M", bound=BaseModel)
 
 ServiceLevel = Literal["standard", "express", "overnight"]
@@ -101,17 +99,8 @@ class Tracking(_Result):
 # Errors
 
 
-class CarrierError(Exception):
+class CarrierError(ProviderError):
     """A failure that is not a business refusal. ``retryable`` tells whether to try again."""
-
-    retryable: ClassVar[bool] = False
-
-    def __init__(
-        self, message: str, *, status_code: int | None = None, problem: dict[str, Any] | None = None
-    ):
-        super().__init__(message)
-        self.status_code = status_code
-        self.problem = problem or {}
 
 
 class CarrierUnavailable(CarrierError):
@@ -193,65 +182,11 @@ class CarrierClient(Protocol):
 # Carrier sandbox adapter
 
 
-class CarrierSandboxClient:
+class CarrierSandboxClient(JsonHttpAdapter):
     """:class:`CarrierClient` for ``sandboxes.carrier`` over HTTP (one pooled ``httpx.AsyncClient``)."""
 
-    def __init__(
-        self, base_url: str, timeout: float = 10.0, *, client: httpx.AsyncClient | None = None
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._timeout = timeout
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    # -- HTTP -------------------------------------------------------------------------------------
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key is not None else {}
-        try:
-            response = await self._client.request(
-                method, self.base_url + path, json=json, params=params, headers=headers, timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise CarrierUnavailable(f"carrier timed out: {method} {path}") from exc
-        except httpx.TransportError as exc:
-            raise CarrierUnavailable(f"carrier unreachable: {method} {path}: {exc!r}") from exc
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            problem = body if isinstance(body, dict) else {}
-            detail = f": {problem['detail']}" if problem.get("detail") else ""
-            raise CarrierUnavailable(
-                f"carrier answered {response.status_code} to {method} {path}{detail}",
-                status_code=response.status_code,
-                problem=problem,
-            )
-        if response.is_success:
-            if body is None:
-                raise CarrierUnavailable(f"carrier sent an unreadable answer to {method} {path}")
-            return body
-        self._raise_refusal(response.status_code, body if isinstance(body, dict) else {}, method, path)
+    provider_name = "carrier"
+    unavailable = CarrierUnavailable
 
     @staticmethod
     def _raise_refusal(status: int, problem: dict[str, Any], method: str, path: str) -> NoReturn:
