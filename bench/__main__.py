@@ -1,10 +1,12 @@
 """Checkout benchmark: the saga against the same work done directly and against Temporal's own floor.
 
-    python -m bench --modes engine-floor --concurrency 20 --duration 300 --warmup 10 --out bench-results/
+    python -m bench --modes engine-floor,direct,saga --concurrency 20 --duration 300 --warmup 10
 
 Modes run one after another on the same machine, each with its own warm-up. Without
 ``--temporal-address`` a Temporal dev server (the project's CLI build, file-backed SQLite like
-``make up``) is started for the run and shared by every mode. Results go to
+``make up``) is started for the run and shared by every mode. The saga and direct modes also get a
+throw-away platform for the run (bench.platform: PostgreSQL, workers, API, sandboxes, demo data),
+stopped with everything else at the end, on Ctrl-C and on SIGTERM (exit 130). Results go to
 ``<out>/<run id>/results.json`` and ``latency.png``; a table is printed. Exit status 1 when any
 mode recorded errors in its measured window.
 
