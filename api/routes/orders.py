@@ -79,7 +79,9 @@ class OrderDetail(BaseModel):
 
 
 class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "ordered by mistake"}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "ordered by mistake"}]}
+    )
     reason: str = Field(default="cancelled by the shopper", min_length=1, max_length=500)
 
 
@@ -245,6 +247,11 @@ async def get_order(
     if order is None and workflow_id is None:
         raise NotFound(f"no order {order_id}")
     saga = await _saga_status(client, workflow_id) if workflow_id else None
+    if order is not None and saga is not None:
+        # Read the row again after the saga answered: the saga moves on only after the activity
+        # that wrote the row committed, so the row shown is never older than the saga beside it.
+        async with sessions["order"]() as s:
+            order = await order_service.get_order(s, order_id, caller.user_id)
     status = order.status.value if order else (saga.status if saga else "unknown")
     return OrderDetail(order_id=order_id, status=status, saga=saga, order=order)
 

@@ -366,6 +366,9 @@ async def get_return(
 async def _detail(
     return_id: uuid.UUID, user_id: uuid.UUID | None, sessions: SessionsDep, client: Client
 ) -> ReturnDetail:
+    # The saga is asked first: it moves to a state only after the activity that writes it has
+    # committed, so the row read afterwards is never older than the saga state shown beside it.
+    saga = await _saga_status(client, return_workflow_id(return_id))
     async with sessions["return"]() as s:
         try:
             row: ReturnView | None = await return_service.get(s, return_id, user_id=user_id)
@@ -373,7 +376,6 @@ async def _detail(
             row = None
     if row is None and not await _saga_exists(client, return_id, user_id):
         raise return_errors.ReturnNotFound(f"no return {return_id}")
-    saga = await _saga_status(client, return_workflow_id(return_id))
     status = row.status if row else (saga.status if saga else "unknown")
     return ReturnDetail(return_id=return_id, status=status, saga=saga, request=row)
 

@@ -83,13 +83,14 @@ async def get_shipment(
     async with sessions["order"]() as s:
         order = await order_service.get_order(s, order_id, caller.user_id)  # another user's: 404
     shipment_id = order.shipment_id or outbound_shipment_id(order_id)
+    # The saga first, the rows after: the rows are never older than the saga state beside them.
+    saga = await _saga_status(client, shipping_workflow_id(order_id))
     async with sessions["shipping"]() as s:
         try:
             shipment = await shipping_service.get_shipment(s, shipment_id)
         except ShipmentNotFound:
             raise NotFound(f"order {order_id} has no shipment yet") from None
         history = await shipping_service.tracking_history(s, shipment_id)
-    saga = await _saga_status(client, shipping_workflow_id(order_id))
     return ShipmentTracking(
         order_id=order_id,
         shipment_id=shipment.id,
