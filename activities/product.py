@@ -1,6 +1,7 @@
 """Activities of the product service, served on task queue ``product`` by ``python worker.py product``.
 
 Contract for the sagas: pricing (a read), inventory reservation with its compensation (release),
+pricing and reservation in one step (what the checkout uses),
 commit after the pivot, restock for returns, and the reservation-expiry sweep.
 """
 
@@ -53,6 +54,11 @@ class ReserveInventoryInput(_In):
 
 
 class ReserveInventoryResult(BaseModel):
+    reservation_ids: list[uuid.UUID]
+    expires_at: datetime
+
+
+class PriceAndReserveResult(PriceItemsResult):
     reservation_ids: list[uuid.UUID]
     expires_at: datetime
 
@@ -120,6 +126,24 @@ class ProductActivities:
 
         return await self._write(
             inp.idempotency_key, "product.reserve_inventory", inp, ReserveInventoryResult, effect
+        )
+
+    @activity.defn(name="product.price_and_reserve")
+    async def price_and_reserve(self, inp: ReserveInventoryInput) -> PriceAndReserveResult:
+        """The checkout's product step: price the lines and hold their stock, one transaction. The
+        prices are kept with the idempotency key, so a retry answers the prices it reserved at.
+        Refuses like ``price_items`` and ``reserve_inventory``. Compensation: ``release_inventory``."""
+
+        async def effect(s: AsyncSession) -> PriceAndReserveResult:
+            quote, held = await service.price_and_reserve(
+                s, inp.order_id, inp.lines, timedelta(seconds=inp.ttl_seconds)
+            )
+            return PriceAndReserveResult(
+                **quote.model_dump(), reservation_ids=held.reservation_ids, expires_at=held.expires_at
+            )
+
+        return await self._write(
+            inp.idempotency_key, "product.price_and_reserve", inp, PriceAndReserveResult, effect
         )
 
     @activity.defn(name="product.release_inventory")

@@ -5,11 +5,14 @@ The same activity classes the service workers host (built by each ``activities/<
 benchmark process one after another in the checkout saga's order, with the inputs the saga builds
 (``workflows/checkout.py``, ``workflows/payment.py``) and an idempotency key per writing step:
 
-    user.get_checkout_details -> cart.lock -> product.price_items -> discount.evaluate_promotions
-    -> [discount.reserve_coupon] -> shipping.quote -> product.reserve_inventory -> order.create
+    user.get_checkout_details -> cart.lock -> product.price_and_reserve -> discount.evaluate_promotions
+    -> [discount.reserve_coupon] -> shipping.quote -> order.create
     -> payment.authorize (PSP sandbox over HTTP) -> order.confirm -> product.commit_inventory
     -> [discount.commit_coupon] -> cart.convert -> [discount.record_promotions]
     -> notification.send (SMTP sink)
+
+The saga runs some of these at the same time (``workflows/checkout.py``); here they run strictly one
+after another, the slowest way the same work can be done.
 
 No compensation runs here: any refusal is an error of the measurement (the saga mode counts a
 failed or cancelled checkout as an error too). Each service gets its own engine with the pool the
@@ -75,7 +78,7 @@ class DirectCheckout:
         from activities.notification import SendInput
         from activities.order import ConfirmOrderInput, CreateOrderInput
         from activities.payment import AuthorizeInput
-        from activities.product import CommitInventoryInput, PriceItemsInput, ReserveInventoryInput
+        from activities.product import CommitInventoryInput, ReserveInventoryInput
         from activities.shipping import QuoteInput
         from activities.user import GetCheckoutDetailsInput
 
@@ -91,7 +94,16 @@ class DirectCheckout:
             LockCartInput(idempotency_key=f"{wid}:cart.lock", user_id=user_id, workflow_id=wid)
         )
         stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
-        priced = await a["product.price_items"](PriceItemsInput.model_validate({"lines": stock_lines}))
+        priced = await a["product.price_and_reserve"](
+            ReserveInventoryInput.model_validate(
+                {
+                    "idempotency_key": f"{wid}:product.reserve",
+                    "order_id": order_id,
+                    "lines": stock_lines,
+                    "ttl_seconds": s.reservation_ttl_s,
+                }
+            )
+        )
         lines = [line.model_dump() for line in priced.lines]
 
         promotions = await a["discount.evaluate_promotions"](
@@ -143,16 +155,6 @@ class DirectCheckout:
         shipping_amount = 0 if free_shipping else quote.amount
         total = priced.subtotal_amount - discount_amount + shipping_amount
 
-        await a["product.reserve_inventory"](
-            ReserveInventoryInput.model_validate(
-                {
-                    "idempotency_key": f"{wid}:product.reserve",
-                    "order_id": order_id,
-                    "lines": stock_lines,
-                    "ttl_seconds": s.reservation_ttl_s,
-                }
-            )
-        )
         address = details.address
         created = await a["order.create"](
             CreateOrderInput.model_validate(
@@ -297,8 +299,8 @@ async def direct_mode(ctx: ModeContext) -> AsyncIterator[Mode]:
                 filler.refill(shopper)
 
         config: dict[str, Any] = {
-            "steps": "user.get_checkout_details, cart.lock, product.price_items, discount.evaluate_promotions, "
-            "[discount.reserve_coupon], shipping.quote, product.reserve_inventory, order.create, "
+            "steps": "user.get_checkout_details, cart.lock, product.price_and_reserve, "
+            "discount.evaluate_promotions, [discount.reserve_coupon], shipping.quote, order.create, "
             "payment.authorize, order.confirm, product.commit_inventory, [discount.commit_coupon], "
             "cart.convert, [discount.record_promotions], notification.send",
             "where": "the activity classes in the benchmark process (no Temporal, no API)",

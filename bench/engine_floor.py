@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from bench.harness import Mode, ModeContext, WorkflowIdLog, pid_source
     from bench.stats import latency_stats
 
-DEFAULT_ACTIVITIES = 12  # activities of one checkout saga
+DEFAULT_ACTIVITIES = 11  # activities of one checkout saga (with the payment authorization)
 WORKER_READY_LINE = "engine-floor worker ready"
 
 

@@ -1,15 +1,22 @@
 """``checkout``: the order saga, from a locked cart to a paid, confirmed order, and on to shipping.
 
-Before the pivot (payment authorization) every step registers its compensation *before* it runs:
+Before the pivot (payment authorization) every step registers its compensation *before* it runs;
+steps that do not need each other's results run at the same time (``|``):
 
-    lock cart -> price items -> reserve coupon -> quote shipping -> reserve inventory -> create order
+    load address and card | lock cart -> price and reserve items -> evaluate promotions
+    -> reserve coupon -> quote shipping -> create order
     -> authorize payment (child ``payment`` workflow; may wait for the shopper's extra step)
 
 A business refusal (out of stock, coupon exhausted, card declined, address not served) or a
 shopper's cancel runs the compensations in reverse and ends the order FAILED / CANCELLED with a
-reason the shopper can read. After the pivot the steps retry until they succeed:
+reason the shopper can read. After the pivot the steps retry until they succeed, all at once:
 
-    confirm order -> commit inventory -> commit coupon -> convert cart -> notify -> start shipping
+    (confirm order -> notify) | commit inventory | commit coupon | convert cart | record promotions
+    -> start shipping
+
+Search attributes change with the status only (with the step and the total beside it), not at every
+step: each upsert is a history event and a visibility write on the server (README, Performance).
+Checkouts recorded before this shape (patch ``lean-checkout``) replay their sequential steps.
 
 The workflow then stays open until the order ships (signal from the shipping saga), so that a
 cancel before shipping can still void or refund, restock and release.
@@ -17,6 +24,7 @@ cancel before shipping can still void or refund, restock and release.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -24,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -46,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.product import (
         CommitInventoryInput,
+        PriceAndReserveResult,
         PriceItemsInput,
         ProductActivities,
         ReleaseInventoryInput,
@@ -55,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.shipping import QuoteInput, ShippingActivities
     from activities.user import GetCheckoutDetailsInput, UserActivities
     from core.registry import SAGAS_TASK_QUEUE
-    from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS, ORDER_TOTAL
+    from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS, ORDER_TOTAL, SAGA_STEP
     from workflows.payment import PaymentCommand, PaymentInput, PaymentUpdate, PaymentWorkflow
     from workflows.saga import (
         Resolution,
@@ -184,19 +193,23 @@ class CheckoutWorkflow:
         self.lines: list[dict[str, Any]] = []
         self.promotions: list[dict[str, Any]] = []
         self.saga = Saga(SagaTimings())
+        self.lean = True  # False while replaying a checkout recorded before patch "lean-checkout"
 
     # == the saga ===============================================================================
     @workflow.run
     async def run(self, inp: CheckoutInput) -> CheckoutStatus:
         self.inp = inp
-        self.saga = Saga(inp.timings)
-        workflow.upsert_search_attributes(
-            [
-                ORDER_ID.value_set(str(inp.order_id)),
-                CUSTOMER_ID.value_set(str(inp.user_id)),
-                ORDER_STATUS.value_set("started"),
-            ]
-        )
+        self.lean = workflow.patched("lean-checkout")
+        self.saga = Saga(inp.timings, step_attribute=self.lean)
+        # The API starts the checkout with these attributes; a checkout started without them sets them.
+        if not self.lean or workflow.info().typed_search_attributes.get(ORDER_ID) is None:
+            workflow.upsert_search_attributes(
+                [
+                    ORDER_ID.value_set(str(inp.order_id)),
+                    CUSTOMER_ID.value_set(str(inp.user_id)),
+                    ORDER_STATUS.value_set("started"),
+                ]
+            )
         try:
             await self._until_pivot(inp)
         except (_Stop, ActivityError) as exc:
@@ -223,7 +236,7 @@ class CheckoutWorkflow:
 
     async def _until_pivot(self, inp: CheckoutInput) -> None:
         wid = workflow.info().workflow_id
-        details = await self._step(
+        load_details = self._step(
             "load address and payment method",
             UserActivities.get_checkout_details,
             GetCheckoutDetailsInput(
@@ -233,36 +246,59 @@ class CheckoutWorkflow:
             ),
             "user",
         )
-
-        self.saga.add(
-            "cart.unlock",
-            lambda: self._compensate(
-                CartActivities.unlock,
-                UnlockCartInput(idempotency_key=f"{wid}:cart.unlock", cart_id=self._cart(), workflow_id=wid),
-                "cart",
-            ),
+        unlock = lambda: self._compensate(  # noqa: E731
+            CartActivities.unlock,
+            UnlockCartInput(idempotency_key=f"{wid}:cart.unlock", cart_id=self._cart(), workflow_id=wid),
+            "cart",
         )
-        cart = await self._step(
+        lock = lambda: self._step(  # noqa: E731
             "lock cart",
             CartActivities.lock,
             LockCartInput(idempotency_key=f"{wid}:cart.lock", user_id=inp.user_id, workflow_id=wid),
             "cart",
         )
-        self.cart_id = cart.cart_id
-
-        stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
-        priced = await self._step(
-            "price items",
-            ProductActivities.price_items,
-            PriceItemsInput.model_validate({"lines": stock_lines}),
+        release = lambda: self._compensate(  # noqa: E731
+            ProductActivities.release_inventory,
+            ReleaseInventoryInput(idempotency_key=f"{wid}:product.release", order_id=inp.order_id),
             "product",
         )
+        if self.lean:
+            self.saga.add("cart.unlock", unlock)
+            details, cart = await self._together(load_details, lock())
+            self.cart_id = cart.cart_id
+            stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
+            self.saga.add("product.release_inventory", release)
+            priced: PriceAndReserveResult = await self._step(
+                "price and reserve items",
+                ProductActivities.price_and_reserve,
+                ReserveInventoryInput.model_validate(
+                    {
+                        "idempotency_key": f"{wid}:product.reserve",
+                        "order_id": inp.order_id,
+                        "lines": stock_lines,
+                        "ttl_seconds": inp.reservation_ttl_s,
+                    }
+                ),
+                "product",
+            )
+        else:  # recorded before "lean-checkout": one step after the other
+            details = await load_details
+            self.saga.add("cart.unlock", unlock)
+            cart = await lock()
+            self.cart_id = cart.cart_id
+            stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
+            priced = await self._step(
+                "price items",
+                ProductActivities.price_items,
+                PriceItemsInput.model_validate({"lines": stock_lines}),
+                "product",
+            )
         self.lines = [line.model_dump() for line in priced.lines]
 
         # Automatic promotions were added after checkouts were already running: the patch keeps the
         # histories recorded before it (tests/histories/checkout) replaying unchanged.
         promotion_amount = 0
-        if workflow.patched("automatic-promotions"):
+        if self.lean or workflow.patched("automatic-promotions"):
             promotions = await self._step(
                 "evaluate promotions",
                 DiscountActivities.evaluate_promotions,
@@ -335,29 +371,22 @@ class CheckoutWorkflow:
             tax_amount=0,  # prices are tax-inclusive
             total_amount=priced.subtotal_amount - discount_amount + shipping_amount,
         )
-        workflow.upsert_search_attributes([ORDER_TOTAL.value_set(self.totals.total_amount)])
-
-        self.saga.add(
-            "product.release_inventory",
-            lambda: self._compensate(
-                ProductActivities.release_inventory,
-                ReleaseInventoryInput(idempotency_key=f"{wid}:product.release", order_id=inp.order_id),
+        if not self.lean:
+            workflow.upsert_search_attributes([ORDER_TOTAL.value_set(self.totals.total_amount)])
+            self.saga.add("product.release_inventory", release)
+            await self._step(
+                "reserve inventory",
+                ProductActivities.reserve_inventory,
+                ReserveInventoryInput.model_validate(
+                    {
+                        "idempotency_key": f"{wid}:product.reserve",
+                        "order_id": inp.order_id,
+                        "lines": stock_lines,
+                        "ttl_seconds": inp.reservation_ttl_s,
+                    }
+                ),
                 "product",
-            ),
-        )
-        await self._step(
-            "reserve inventory",
-            ProductActivities.reserve_inventory,
-            ReserveInventoryInput.model_validate(
-                {
-                    "idempotency_key": f"{wid}:product.reserve",
-                    "order_id": inp.order_id,
-                    "lines": stock_lines,
-                    "ttl_seconds": inp.reservation_ttl_s,
-                }
-            ),
-            "product",
-        )
+            )
 
         self.saga.add(
             "order.fail",
@@ -416,12 +445,15 @@ class CheckoutWorkflow:
             "order",
         )
         self.order_number = created.order_number
+        if self.lean:
+            self.step = "authorize payment"
         self._set_status("pending_payment")
 
         # The pivot. The void is registered first: a timed-out start may still have authorized.
         self.payment_id = uuid.UUID(str(workflow.uuid4()))
         self.saga.add("payment.void", self._void_payment)
-        set_step("authorize payment")
+        if not self.lean:
+            set_step("authorize payment")
         self.step = "authorize payment"
         await workflow.start_child_workflow(
             PaymentWorkflow.run,
@@ -463,7 +495,7 @@ class CheckoutWorkflow:
     async def _after_pivot(self, inp: CheckoutInput) -> None:
         wid = workflow.info().workflow_id
         assert self.payment_id is not None and self.cart_id is not None and self.totals is not None
-        await self._must(
+        confirm = self._must(
             "confirm order",
             OrderActivities.confirm,
             ConfirmOrderInput(
@@ -474,49 +506,72 @@ class CheckoutWorkflow:
             ),
             "order",
         )
-        await self._must(
-            "commit inventory",
-            ProductActivities.commit_inventory,
-            CommitInventoryInput(idempotency_key=f"{wid}:product.commit", order_id=inp.order_id),
-            "product",
-        )
-        if inp.coupon_code:
-            await self._must(
-                "commit coupon",
-                DiscountActivities.commit_coupon,
-                OrderCouponInput(idempotency_key=f"{wid}:discount.commit", order_id=inp.order_id),
-                "discount",
+        commits = [
+            lambda: self._must(
+                "commit inventory",
+                ProductActivities.commit_inventory,
+                CommitInventoryInput(idempotency_key=f"{wid}:product.commit", order_id=inp.order_id),
+                "product",
             )
-        await self._must(
-            "convert cart",
-            CartActivities.convert,
-            ConvertCartInput(
-                idempotency_key=f"{wid}:cart.convert",
-                cart_id=self.cart_id,
-                workflow_id=wid,
-                order_id=inp.order_id,
-            ),
-            "cart",
+        ]
+        if inp.coupon_code:
+            commits.append(
+                lambda: self._must(
+                    "commit coupon",
+                    DiscountActivities.commit_coupon,
+                    OrderCouponInput(idempotency_key=f"{wid}:discount.commit", order_id=inp.order_id),
+                    "discount",
+                )
+            )
+        commits.append(
+            lambda: self._must(
+                "convert cart",
+                CartActivities.convert,
+                ConvertCartInput(
+                    idempotency_key=f"{wid}:cart.convert",
+                    cart_id=self.cart_id,
+                    workflow_id=wid,
+                    order_id=inp.order_id,
+                ),
+                "cart",
+            )
         )
         if self.promotions:
-            await self._must(
-                "record promotions",
-                DiscountActivities.record_promotions,
-                RecordPromotionsInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:discount.record_promotions",
-                        "order_id": inp.order_id,
-                        "user_id": inp.user_id,
-                        "applied": self.promotions,
-                    }
-                ),
-                "discount",
+            commits.append(
+                lambda: self._must(
+                    "record promotions",
+                    DiscountActivities.record_promotions,
+                    RecordPromotionsInput.model_validate(
+                        {
+                            "idempotency_key": f"{wid}:discount.record_promotions",
+                            "order_id": inp.order_id,
+                            "user_id": inp.user_id,
+                            "applied": self.promotions,
+                        }
+                    ),
+                    "discount",
+                )
             )
-        self._set_status("confirmed")
-        await self._notify("order_confirmed")
-        self.step = "awaiting shipment"
-        set_step("awaiting shipment")
-        if inp.start_shipping and workflow.patched("shipping-saga"):
+
+        if self.lean:  # nothing here needs another step's result: all at once
+
+            async def confirm_then_notify() -> None:
+                await confirm
+                self.status = "confirmed"  # shown by the query now; published with the step below
+                await self._notify("order_confirmed")
+
+            await self._together(confirm_then_notify(), *(commit() for commit in commits))
+            self.step = "awaiting shipment"
+            self._set_status("confirmed")
+        else:  # recorded before "lean-checkout": one step after the other
+            await confirm
+            for commit in commits:
+                await commit()
+            self._set_status("confirmed")
+            await self._notify("order_confirmed")
+            self.step = "awaiting shipment"
+            set_step("awaiting shipment")
+        if inp.start_shipping and (self.lean or workflow.patched("shipping-saga")):
             # The shipping saga buys the label and follows the parcel; it answers shipment_update.
             weight = sum(int(line["weight_grams"]) * int(line["quantity"]) for line in self.lines)
             await workflow.start_child_workflow(
@@ -636,13 +691,24 @@ class CheckoutWorkflow:
         )
 
     # == activity plumbing =======================================================================
+    @staticmethod
+    async def _together(*steps: Awaitable[Any]) -> list[Any]:
+        """Independent steps at once. All of them settle before the first failure is raised, so no
+        compensation ever runs beside a step still in flight."""
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
     async def _step(
         self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
     ) -> Any:
         """A step before the pivot: a few retries, then the saga fails and compensates."""
         self._check_cancel()
         self.step = name
-        set_step(name)
+        if not self.lean:
+            set_step(name)
         return await run_step(self.saga, name, method, arg, queue=queue, retry=step_retry(self.saga.timings))
 
     async def _must(
@@ -650,7 +716,8 @@ class CheckoutWorkflow:
     ) -> Any:
         """A step after the pivot: retried until it succeeds; a business refusal parks the saga."""
         self.step = name
-        set_step(name)
+        if not self.lean:
+            set_step(name)
         return await run_until_done(self.saga, name, method, arg, queue=queue)
 
     async def _compensate(self, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str) -> None:
@@ -688,7 +755,16 @@ class CheckoutWorkflow:
     # == state shown to shoppers, support and the Web UI ==========================================
     def _set_status(self, status: CheckoutState) -> None:
         self.status = status
-        workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
+        if self.lean:  # one upsert per status: the status, the step it is at and the total
+            attributes: list[SearchAttributeUpdate[Any]] = [
+                ORDER_STATUS.value_set(status),
+                SAGA_STEP.value_set(self.step),
+            ]
+            if self.totals is not None:
+                attributes.append(ORDER_TOTAL.value_set(self.totals.total_amount))
+            workflow.upsert_search_attributes(attributes)
+        else:
+            workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
         totals = self.totals
         lines = [f"**Order {self.order_number or self.inp.order_id if self.inp else ''}**: {status}"]
         if totals:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -81,10 +81,15 @@ class Saga:
     """Owns the compensation stack and the parked state of one saga workflow."""
 
     timings: SagaTimings
+    step_attribute: bool = (
+        False  # parking also sets SagaStep to the parked step (sagas that set it sparingly)
+    )
     compensations: list[_Compensation] = field(default_factory=list)
     parked: str | None = None  # what is waiting for support, shown in queries and the UI
     resolution: Resolution | None = None
     log: list[str] = field(default_factory=list)
+    # Steps running at the same time may each need support: they wait for the desk one at a time.
+    _desk: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def add(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
         """Register BEFORE running the step it undoes: a timed-out step may have succeeded."""
@@ -107,17 +112,24 @@ class Saga:
                 return
             except ActivityError as exc:
                 decision = await self.park(
-                    f"compensation **{comp.name}** keeps failing: {failure_message(exc)}"
+                    f"compensation **{comp.name}** keeps failing: {failure_message(exc)}", step=comp.name
                 )
                 if decision.action == "skip":
                     self.log.append(f"skipped by {decision.actor}: {comp.name} ({decision.note})")
                     return
 
-    async def park(self, what: str) -> Resolution:
+    async def park(self, what: str, *, step: str | None = None) -> Resolution:
         """Mark the saga as needing attention and wait for support's decision."""
+        async with self._desk:
+            return await self._park(what, step)
+
+    async def _park(self, what: str, step: str | None) -> Resolution:
         self.parked = what
         self.resolution = None
-        workflow.upsert_search_attributes([NEEDS_ATTENTION.value_set(True)])
+        attributes: list[SearchAttributeUpdate[Any]] = [NEEDS_ATTENTION.value_set(True)]
+        if self.step_attribute and step is not None:
+            attributes.append(SAGA_STEP.value_set(step))
+        workflow.upsert_search_attributes(attributes)
         details = workflow.get_current_details()
         workflow.set_current_details(
             f"## Needs attention\n{what}\n\nResolve with the `resolve` update (action `retry` or `skip`), "
@@ -190,7 +202,7 @@ async def run_until_done(
         try:
             return await run_step(saga, name, method, arg, queue=queue)
         except ActivityError as exc:
-            decision = await saga.park(f"step **{name}** was refused: {failure_message(exc)}")
+            decision = await saga.park(f"step **{name}** was refused: {failure_message(exc)}", step=name)
             if decision.action == "skip":
                 saga.log.append(f"skipped by {decision.actor}: {name} ({decision.note})")
                 return None

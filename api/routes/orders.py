@@ -15,7 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -26,6 +31,7 @@ from api.routes.shipments import shipping_options
 from core.errors import BusinessError, IdempotencyKeyReused, NotFound
 from core.registry import SAGAS_TASK_QUEUE
 from core.settings import Settings
+from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS
 from services.auth import service as auth_service
 from services.order import service as order_service
 from services.order.models import OrderStatus
@@ -191,6 +197,14 @@ async def start_checkout(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             memo={"request_fingerprint": fingerprint},
+            # Set with the start (no upsert event in the saga): the Web UI and support find it at once.
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ORDER_ID, str(order_id)),
+                    SearchAttributePair(CUSTOMER_ID, str(caller.user_id)),
+                    SearchAttributePair(ORDER_STATUS, "started"),
+                ]
+            ),
             static_summary=f"checkout of order {order_id}",
             static_details=f"Shopper `{caller.user_id}`, Idempotency-Key hash `{workflow_id.rsplit('-', 1)[1]}`.",
         )

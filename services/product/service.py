@@ -476,6 +476,21 @@ async def price_items(session: AsyncSession, lines: Sequence[StockLine]) -> Pric
     )
 
 
+async def price_and_reserve(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    lines: Sequence[StockLine],
+    ttl: timedelta,
+    *,
+    now: datetime | None = None,
+) -> tuple[PriceQuote, ReservationResult]:
+    """Checkout's product step: the current prices of the lines and their stock held for the order,
+    in the caller's one transaction (one round trip for the saga instead of two). Refuses as
+    ``price_items`` and ``reserve`` do; nothing is held when it refuses."""
+    quote = await price_items(session, lines)
+    return quote, await reserve(session, order_id, lines, ttl, now=now)
+
+
 # --- inventory -----------------------------------------------------------------------------
 
 

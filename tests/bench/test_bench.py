@@ -13,6 +13,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from bench.__main__ import build_parser, run_benchmark
+from bench.engine_floor import DEFAULT_ACTIVITIES
 from bench.harness import (
     MESSAGE_LIMIT,
     CpuMeter,
@@ -301,7 +302,8 @@ async def test_engine_floor_real_run(
     assert floor["errors"]["total"] == 0, floor["errors"]
     assert floor["unmeasured"]["errors"]["total"] == 0, floor["unmeasured"]
     assert floor["latency_ms"]["p50_ms"] > 0
-    assert floor["config"]["activities_per_workflow"] == 12
+    n = DEFAULT_ACTIVITIES
+    assert floor["config"]["activities_per_workflow"] == n
     assert floor["config"]["max_concurrent_activities"] == 100
 
     cpu = floor["cpu"]
@@ -311,11 +313,11 @@ async def test_engine_floor_real_run(
 
     s2s = floor["schedule_to_start"]
     assert 0 < s2s["workflows_sampled"] <= 20 and not s2s["histories_unreadable"]
-    # 12 activities and 13 completed workflow tasks per workflow
-    assert s2s["activity_task"]["count"] == 12 * s2s["workflows_sampled"]
-    assert s2s["workflow_task"]["count"] >= 13 * s2s["workflows_sampled"]
-    assert s2s["activity_processing"]["count"] == 12 * s2s["workflows_sampled"]
-    assert s2s["workflow_task_processing"]["count"] == 13 * s2s["workflows_sampled"]
+    # n activities one after another and n + 1 completed workflow tasks per workflow
+    assert s2s["activity_task"]["count"] == n * s2s["workflows_sampled"]
+    assert s2s["workflow_task"]["count"] >= (n + 1) * s2s["workflows_sampled"]
+    assert s2s["activity_processing"]["count"] == n * s2s["workflows_sampled"]
+    assert s2s["workflow_task_processing"]["count"] == (n + 1) * s2s["workflows_sampled"]
     for kind in ("workflow_task", "activity_task", "workflow_task_processing", "activity_processing"):
         assert 0 <= s2s[kind]["p50_ms"] <= s2s[kind]["p99_ms"] < 5_000, s2s[kind]
     assert s2s["workflow_task_failures"]["total"] == 0

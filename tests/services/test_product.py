@@ -408,6 +408,51 @@ async def test_reserve_is_idempotent_by_key_and_by_order(db: SessionFactory, act
     assert await stock(db, vid) == (10, 3)
 
 
+async def test_price_and_reserve_prices_and_holds_in_one_step(
+    db: SessionFactory, acts: ProductActivities
+) -> None:
+    p = await make_product(db, name="Both", brand=f"B{uid()}", price=900, stock=[4, 1])
+    a, b = (v.id for v in p.variants)
+    order = uuid.uuid4()
+    inp = ReserveInventoryInput(
+        idempotency_key=f"pr-{uid()}",
+        order_id=order,
+        lines=[StockLine(variant_id=a, quantity=2), StockLine(variant_id=b, quantity=1)],
+    )
+    first = await acts.price_and_reserve(inp)
+    assert (first.subtotal_amount, first.currency) == (2700, "USD")
+    assert [(x.variant_id, x.line_amount) for x in first.lines] == [(a, 1800), (b, 900)]
+    assert len(first.reservation_ids) == 2 and await stock(db, a) == (4, 2) and await stock(db, b) == (1, 1)
+
+    # a retry answers what was reserved, at the prices of the first attempt, and holds nothing more
+    await tx(db, lambda s: service.update_variant(s, a, VariantUpdate(price_amount=1000, currency="USD")))
+    assert await acts.price_and_reserve(inp) == first
+    assert await stock(db, a) == (4, 2)
+
+    # refused as a whole: nothing is held for the order when one line is short
+    short = uuid.uuid4()
+    with pytest.raises(ApplicationError) as e:
+        await acts.price_and_reserve(
+            ReserveInventoryInput(
+                idempotency_key=f"pr-{uid()}",
+                order_id=short,
+                lines=[StockLine(variant_id=a, quantity=1), StockLine(variant_id=b, quantity=1)],
+            )
+        )
+    assert e.value.type == "OutOfStock" and e.value.non_retryable
+    assert await reservation_rows(db, short) == [] and await stock(db, a) == (4, 2)
+    await tx(db, lambda s: service.update_variant(s, b, VariantUpdate(is_active=False)))
+    with pytest.raises(ApplicationError) as e:
+        await acts.price_and_reserve(
+            ReserveInventoryInput(
+                idempotency_key=f"pr-{uid()}",
+                order_id=uuid.uuid4(),
+                lines=[StockLine(variant_id=b, quantity=1)],
+            )
+        )
+    assert e.value.type == "VariantUnavailable"
+
+
 async def test_release_and_commit_are_idempotent(db: SessionFactory, acts: ProductActivities) -> None:
     p = await make_product(db, name="Flow", brand=f"B{uid()}", stock=[10])
     vid = p.variants[0].id

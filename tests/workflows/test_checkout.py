@@ -207,13 +207,14 @@ async def test_out_of_stock_fails_and_unlocks_the_cart(
     assert saga["status"] == "failed" and saga["failure_type"] == "OutOfStock", saga
     assert "stock" in saga["failure_reason"].lower()
     assert await stock(sessions, variant) == (1, 0)
-    assert await coupon_usage(sessions, coupon) == ["released"]
+    # stock is held (and found short) before the coupon is reserved: no coupon slot was ever taken
+    assert await coupon_usage(sessions, coupon) == []
     assert await cart_status(sessions, shopper.user_id) == "active"  # usable again
     assert await psp_authorizations(stack, order_id) == []
     await record_history(stack.client, saga["workflow_id"], "checkout", "out_of_stock")
 
 
-async def test_exhausted_coupon_fails_before_anything_is_reserved(
+async def test_exhausted_coupon_fails_and_gives_the_stock_back(
     stack: Stack, sessions: dict[str, SessionFactory], methods: dict[str, uuid.UUID]
 ) -> None:
     coupon = await new_coupon(sessions, usage_limit_total=1)
@@ -228,7 +229,7 @@ async def test_exhausted_coupon_fails_before_anything_is_reserved(
         two = (await checkout(http, second, methods["US:standard"], coupon=coupon)).json()["order_id"]
         saga = (await wait_status(http, second, two, TERMINAL))["saga"]
     assert saga["status"] == "failed" and saga["failure_type"] == "CouponExhausted", saga
-    assert await stock(sessions, variant) == (9, 0)  # only the first order took stock
+    assert await stock(sessions, variant) == (9, 0)  # the second order's held stock was released
     assert await coupon_usage(sessions, coupon) == ["committed"]
     assert await cart_status(sessions, second.user_id) == "active"
     await record_history(stack.client, saga["workflow_id"], "checkout", "coupon_exhausted")
