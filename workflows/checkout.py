@@ -28,9 +28,9 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -65,7 +65,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.user import GetCheckoutDetailsInput, UserActivities
     from core.registry import SAGAS_TASK_QUEUE
     from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS, ORDER_TOTAL, SAGA_STEP
-    from workflows.payment import PaymentCommand, PaymentInput, PaymentUpdate, PaymentWorkflow
+    from workflows.messages import (
+        TERMINAL,
+        CancelOutcome,
+        CancelRequest,
+        CheckoutInput,
+        CheckoutState,
+        CheckoutStatus,
+        PaymentCommand,
+        PaymentInput,
+        PaymentUpdate,
+        ShipmentUpdate,
+        Totals,
+    )
+    from workflows.payment import PaymentWorkflow
     from workflows.saga import (
         Resolution,
         Saga,
@@ -80,90 +93,7 @@ with workflow.unsafe.imports_passed_through():
         step_retry,
         wait_until,
     )
-    from workflows.shipping import ShippingCancel, ShippingInput, ShippingOptions, ShippingWorkflow
-
-CheckoutState = Literal[
-    "started",
-    "pending_payment",
-    "awaiting_authentication",
-    "compensating",
-    "confirmed",
-    "shipped",
-    "failed",
-    "cancelled",
-]
-TERMINAL: tuple[CheckoutState, ...] = ("shipped", "failed", "cancelled")
-
-
-class PaymentTimings(BaseModel):
-    action_timeout_s: float = 900
-    authorization_ttl_s: float = 7 * 24 * 3600
-    refund_window_s: float = 90 * 24 * 3600
-
-
-class CheckoutInput(BaseModel):
-    order_id: uuid.UUID
-    user_id: uuid.UUID
-    email: str
-    first_name: str = ""
-    shipping_address_id: uuid.UUID
-    shipping_method_id: uuid.UUID
-    payment_method_id: uuid.UUID
-    coupon_code: str | None = Field(default=None, max_length=64)
-    reservation_ttl_s: int = 1800
-    payment_timeout_s: float = 1800  # safety net; the payment saga has its own timers
-    capture_immediately: bool = False
-    start_shipping: bool = True
-    psp_webhook_url: str | None = None
-    carrier_webhook_url: str | None = None
-    payment: PaymentTimings = PaymentTimings()
-    timings: SagaTimings = SagaTimings()
-    shipping: ShippingOptions = ShippingOptions()
-
-
-class Totals(BaseModel):
-    currency: str
-    subtotal_amount: int
-    discount_amount: int
-    shipping_amount: int
-    tax_amount: int
-    total_amount: int
-
-
-class CheckoutStatus(BaseModel):
-    workflow_id: str
-    order_id: uuid.UUID
-    order_number: str | None
-    status: CheckoutState
-    step: str
-    failure_reason: str | None
-    failure_type: str | None
-    totals: Totals | None
-    payment_id: uuid.UUID | None
-    payment_status: str | None
-    next_action_url: str | None
-    needs_attention: str | None
-    log: list[str]
-
-
-class CancelRequest(BaseModel):
-    reason: str = Field(default="cancelled by the shopper", max_length=500)
-    actor: str = "shopper"
-
-
-class CancelOutcome(BaseModel):
-    accepted: bool
-    status: CheckoutState
-    message: str
-
-
-class ShipmentUpdate(BaseModel):
-    """From the shipping saga: the carrier's first scan happened (``shipped``), or it gave up, or
-    it voided the label because this checkout asked (``cancelled``)."""
-
-    status: Literal["shipped", "label_failed", "cancelled"]
-    shipment_id: uuid.UUID | None = None
-    message: str = ""
+    from workflows.shipping import ShippingCancel, ShippingInput, ShippingWorkflow
 
 
 class _Stop(Exception):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -26,77 +26,15 @@ with workflow.unsafe.imports_passed_through():
         VoidInput,
     )
     from core.temporal import ORDER_ID, SAGA_STEP
+    from workflows.messages import (
+        PaymentCommand,
+        PaymentInput,
+        PaymentState,
+        PaymentStatus,
+        PaymentUpdate,
+        ProviderSignal,
+    )
     from workflows.saga import Resolution, Saga, SagaTimings, failure_message, forever_retry, wait_until
-
-PaymentStatus = Literal[
-    "pending",
-    "requires_action",
-    "authorized",
-    "declined",
-    "failed",
-    "captured",
-    "voided",
-    "expired",
-    "refunded",
-]
-
-
-class PaymentInput(BaseModel):
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
-    user_id: uuid.UUID
-    amount: int = Field(gt=0)
-    currency: str
-    psp_token: str
-    webhook_url: str | None = None
-    reply_to: str  # workflow id that receives payment_update signals (the checkout)
-    capture_immediately: bool = False
-    action_timeout_s: float = 900  # how long the shopper has for the extra authentication step
-    authorization_ttl_s: float = 7 * 24 * 3600  # uncaptured authorizations are voided after this
-    refund_window_s: float = 90 * 24 * 3600  # after capture, refunds are accepted this long
-    timings: SagaTimings = SagaTimings()
-
-
-class ProviderSignal(BaseModel):
-    """A verified PSP webhook, relayed by the API (duplicates are ignored by event id)."""
-
-    event_id: str
-    type: str
-    authorization_status: str | None = None
-    decline_code: str | None = None
-
-
-class PaymentCommand(BaseModel):
-    kind: Literal["capture", "void", "refund"]
-    request_id: str  # idempotency of the command itself (also the activity's key suffix)
-    amount: int | None = Field(default=None, gt=0)
-    reason: str = ""
-    return_id: uuid.UUID | None = None
-    reply_to: str | None = None
-
-
-class PaymentUpdate(BaseModel):
-    """Sent to ``reply_to`` on each outcome."""
-
-    payment_id: uuid.UUID
-    status: PaymentStatus
-    request_id: str | None = None
-    decline_code: str | None = None
-    message: str | None = None
-    refunded_amount: int = 0
-    next_action_url: str | None = None
-
-
-class PaymentState(BaseModel):
-    payment_id: uuid.UUID
-    status: PaymentStatus
-    amount_authorized: int
-    amount_captured: int
-    amount_refunded: int
-    decline_code: str | None
-    next_action_url: str | None
-    needs_attention: str | None
-    history: list[str]
 
 
 @workflow.defn(name="payment")

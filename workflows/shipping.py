@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         ShippingActivities,
     )
     from core.temporal import CUSTOMER_ID, NEEDS_ATTENTION, ORDER_ID, ORDER_STATUS
+    from workflows.messages import ShippingOptions
     from workflows.payment import PaymentCommand, PaymentUpdate, PaymentWorkflow
     from workflows.saga import (
         Resolution,
@@ -83,15 +84,6 @@ def return_shipment_id(return_id: uuid.UUID) -> uuid.UUID:
 
 def shipping_workflow_id(order_id: uuid.UUID) -> str:
     return f"shipping-{order_id}"
-
-
-class ShippingOptions(BaseModel):
-    """Durations and budgets; settings in production, seconds in tests."""
-
-    no_pickup_s: float = Field(default=2 * 24 * 3600, gt=0)  # label bought, the carrier never came
-    no_movement_s: float = Field(default=3 * 24 * 3600, gt=0)  # picked up, then silence
-    label_attempts: int = Field(default=20, ge=1)  # then the label purchase has failed
-    return_window_days: int = Field(default=30, ge=0)  # told to the shopper on delivery
 
 
 class ShippingInput(BaseModel):

@@ -36,12 +36,12 @@ from services.auth import service as auth_service
 from services.order import service as order_service
 from services.order.models import OrderStatus
 from services.order.schemas import OrderPage, OrderView
-from workflows.checkout import (
+from workflows.checkout import CheckoutWorkflow
+from workflows.messages import (
     CancelOutcome,
     CancelRequest,
     CheckoutInput,
     CheckoutStatus,
-    CheckoutWorkflow,
     PaymentTimings,
 )
 from workflows.saga import SagaTimings

@@ -24,8 +24,8 @@ from core.settings import Settings
 from services.order import service as order_service
 from services.shipping import service as shipping_service
 from services.shipping.errors import ShipmentNotFound
+from workflows.messages import ShippingOptions
 from workflows.shipping import (
-    ShippingOptions,
     ShippingStatus,
     ShippingWorkflow,
     outbound_shipment_id,

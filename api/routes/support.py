@@ -38,8 +38,9 @@ from core.temporal import CUSTOMER_ID, NEEDS_ATTENTION, ORDER_ID, ORDER_STATUS, 
 from services.order import service as order_service
 from services.order.models import NoteVisibility, OrderStatus
 from services.order.schemas import NoteView, OrderSummary, OrderView
-from workflows.checkout import CheckoutStatus, CheckoutWorkflow
-from workflows.payment import PaymentState, PaymentWorkflow
+from workflows.checkout import CheckoutWorkflow
+from workflows.messages import CheckoutStatus, PaymentState
+from workflows.payment import PaymentWorkflow
 from workflows.saga import Resolution
 
 log = logging.getLogger("api.support")

@@ -19,7 +19,8 @@ from api.problems import problem_responses
 from sandboxes.signing import InvalidSignature, verify
 from services.payment import service as payment_service
 from services.payment.schemas import ProviderEvent
-from workflows.payment import PaymentWorkflow, ProviderSignal
+from workflows.messages import ProviderSignal
+from workflows.payment import PaymentWorkflow
 
 log = logging.getLogger("api.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

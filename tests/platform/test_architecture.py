@@ -32,6 +32,32 @@ def test_workflows_do_no_io_and_never_import_services(path: Path) -> None:
     assert not bad, f"{path.name} imports {bad}: workflows orchestrate, activities do the I/O"
 
 
+def _passed_through(tree: ast.Module) -> set[str]:
+    """Modules imported inside ``with workflow.unsafe.imports_passed_through():`` blocks."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and any("imports_passed_through" in ast.unparse(i) for i in node.items):
+            found |= {n.module for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module}
+    return found
+
+
+@pytest.mark.parametrize("name", ["checkout", "payment"])
+def test_hot_sagas_take_their_models_through_the_sandbox(name: str) -> None:
+    """The sandbox re-imports a workflow's module for every run; pydantic models built there would be
+    rebuilt each time (README, Performance). The checkout and payment sagas keep theirs in
+    workflows/messages.py, imported once per worker through the passthrough."""
+    tree = ast.parse((ROOT / "workflows" / f"{name}.py").read_text())
+    models = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(b) == "BaseModel" for b in node.bases)
+    ]
+    assert not models, f"workflows/{name}.py defines {models}: move them to workflows/messages.py"
+    assert "workflows.messages" in _passed_through(tree)
+    # models only: no workflow code that the sandbox would then no longer check
+    assert not {m for m in _imports(ROOT / "workflows" / "messages.py") if m.startswith("temporalio")}
+
+
 @pytest.mark.parametrize("info", SERVICES, ids=[s.name for s in SERVICES])
 def test_a_service_never_imports_another_services_code(info: object) -> None:
     from core.registry import ServiceInfo
