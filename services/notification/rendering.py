@@ -10,11 +10,12 @@ Filters: ``money(amount, currency)`` formats minor units (``1999 | money("USD")`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -95,9 +96,16 @@ def check_compiles(name: str, source: str, *, html: bool = False) -> None:
         raise TemplateInvalid(f"{name}: {exc}", part=name) from exc
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(html: bool, source: str) -> Template:
+    """Compiling costs far more than rendering: a stored template is compiled once per process
+    (keyed by its text, so an edited template is compiled afresh)."""
+    return (HTML if html else PLAIN).from_string(source)
+
+
 def _render(env: SandboxedEnvironment, label: str, source: str, context: dict[str, Any]) -> str:
     try:
-        return env.from_string(source).render(context)
+        return _compiled(env is HTML, source).render(context)
     except TemplateError as exc:  # UndefinedError, SecurityError, syntax errors of a stored template
         raise TemplateRenderError(f"{label}: {exc.message or exc}", template=label) from exc
     except (TypeError, ValueError, ArithmeticError) as exc:  # a filter given the wrong kind of value, 1/0

@@ -181,6 +181,26 @@ def test_strict_undefined_autoescape_and_sandbox() -> None:
     assert money(5, "USD") == "$0.05" and money(1000, "JPY") == "¥1,000" and money(-250, "CHF") == "-2.50 CHF"
 
 
+def test_a_template_is_compiled_once_and_an_edit_is_seen() -> None:
+    from services.notification import rendering
+
+    source = f"Order {{{{ n }}}} ({uuid.uuid4()})"
+    before = rendering._compiled.cache_info()
+    for n in range(3):
+        assert render(name="t", subject=source, text=source, html=None, context={"n": n}).text.startswith(
+            f"Order {n} ("
+        )
+    after = rendering._compiled.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 5
+    edited = source.replace("Order", "Parcel")
+    assert render(name="t", subject=edited, text=edited, html=None, context={"n": 7}).text.startswith(
+        "Parcel 7"
+    )
+    # the same text as HTML is compiled apart: escaping is decided at compile time
+    html = render(name="t", subject="s", text="x", html=source, context={"n": "<i>"})
+    assert html.html is not None and "&lt;i&gt;" in html.html
+
+
 @pytest.mark.timeout(10)
 def test_sandbox_refuses_unbounded_powers_and_arithmetic_errors() -> None:
     """``**`` is intercepted (also at compile time, where Jinja would fold constants): small powers
