@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
@@ -94,6 +94,12 @@ with workflow.unsafe.imports_passed_through():
         wait_until,
     )
     from workflows.shipping import ShippingCancel, ShippingInput, ShippingWorkflow
+
+
+def payment_search_attributes(order_id: uuid.UUID) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [SearchAttributePair(ORDER_ID, str(order_id)), SearchAttributePair(SAGA_STEP, "authorize")]
+    )
 
 
 class _Stop(Exception):
@@ -405,6 +411,7 @@ class CheckoutWorkflow:
             id=self.payment_workflow_id(),
             task_queue=SAGAS_TASK_QUEUE,
             parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=payment_search_attributes(inp.order_id) if self.lean else None,
             static_summary=f"payment of order {self.order_number}",
         )
         decided = await wait_until(

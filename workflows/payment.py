@@ -58,9 +58,12 @@ class PaymentWorkflow:
     async def run(self, inp: PaymentInput) -> PaymentState:
         self.inp = inp
         self.saga = Saga(inp.timings)
-        workflow.upsert_search_attributes(
-            [ORDER_ID.value_set(str(inp.order_id)), SAGA_STEP.value_set("authorize")]
-        )
+        # The checkout starts its payment with these attributes already set (no upsert event, no
+        # extra visibility write); a payment started without them (older checkouts) sets them here.
+        if workflow.info().typed_search_attributes.get(ORDER_ID) is None:
+            workflow.upsert_search_attributes(
+                [ORDER_ID.value_set(str(inp.order_id)), SAGA_STEP.value_set("authorize")]
+            )
         await self._authorize(inp)
         await self._reply(inp.reply_to, None)
         if self.status != "authorized":

@@ -182,7 +182,7 @@ async def start_checkout(
     async with sessions["auth"]() as s:
         user = await auth_service.get_user(s, caller.user_id)
     try:
-        handle = await client.start_workflow(
+        await client.start_workflow(
             CheckoutWorkflow.run,
             checkout_input(
                 settings,
@@ -195,7 +195,8 @@ async def start_checkout(
             id=workflow_id,
             task_queue=SAGAS_TASK_QUEUE,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A running or closed checkout with this key raises: only a retry pays for the describe below.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={"request_fingerprint": fingerprint},
             # Set with the start (no upsert event in the saga): the Web UI and support find it at once.
             search_attributes=TypedSearchAttributes(
@@ -208,10 +209,11 @@ async def start_checkout(
             static_summary=f"checkout of order {order_id}",
             static_details=f"Shopper `{caller.user_id}`, Idempotency-Key hash `{workflow_id.rsplit('-', 1)[1]}`.",
         )
-    except WorkflowAlreadyStartedError:  # the checkout with this key has finished: same order again
-        handle = client.get_workflow_handle(workflow_id)
-    if await _fingerprint(handle) != fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was used for a different checkout request")
+    except WorkflowAlreadyStartedError:  # this key was used before (running or finished): same order again
+        if await _fingerprint(client.get_workflow_handle(workflow_id)) != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a different checkout request"
+            ) from None
     response.headers["Location"] = f"/v1/orders/{order_id}"
     return CheckoutAccepted(order_id=order_id, workflow_id=workflow_id, status_url=f"/v1/orders/{order_id}")
 
