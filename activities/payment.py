@@ -20,12 +20,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.activity_support import business_errors, idempotent_write, read
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.errors import IdempotencyKeyReused
 from core.ledger import request_fingerprint
 from core.settings import Settings
 from services.payment import service
-from services.payment.crypto import TokenCipher
 from services.payment.models import ledger
 from services.payment.provider import (
     AuthorizationExpired,

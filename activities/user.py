@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from core.activity_support import idempotent_write, read
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.settings import Settings, get_settings
 from services.user import service
-from services.user.crypto import TokenCipher
 from services.user.models import ledger
 from services.user.schemas import AddressSnapshot, CheckoutPaymentMethod
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core.crypto import TokenCipher
 from core.db import SessionFactory, create_engine, session_factory
 from core.registry import service
 from core.settings import Settings
@@ -43,7 +44,6 @@ from services.payment.provider import CardDetails, CardToken, ProviderUnavailabl
 from services.product.demo import NAMESPACE, load_demo_catalog
 from services.shipping.demo import load_demo_shipping
 from services.user import service as user_service
-from services.user.crypto import TokenCipher
 from services.user.schemas import AddressIn, PaymentMethodIn
 
 T = TypeVar("T")

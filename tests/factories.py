@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.settings import Settings
 from services.auth import service as auth_service
@@ -18,7 +19,6 @@ from services.product import service as product_service
 from services.product.schemas import ProductCreate
 from services.shipping.demo import load_demo_shipping
 from services.user import service as user_service
-from services.user.crypto import TokenCipher
 from services.user.schemas import AddressIn, PaymentMethodIn
 
 GOOD_CARD = "4242424242424242"

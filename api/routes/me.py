@@ -21,6 +21,7 @@ from api.auth import Caller, CurrentUser
 from api.deps import SessionsDep, SettingsDep
 from api.middleware import strict_json_body
 from api.problems import problem_responses
+from core.crypto import TokenCipher
 from core.errors import BusinessError, NotFound
 from services.auth import service as auth_service
 from services.notification import service as notification_service
@@ -28,7 +29,6 @@ from services.notification.schemas import PreferenceUpdate, PreferenceView
 from services.payment.provider import CardDetails, PaymentProviderError, PspSandboxProvider
 from services.product import service as product_service
 from services.user import service as user_service
-from services.user.crypto import TokenCipher
 from services.user.models import AddressType
 from services.user.schemas import (
     AddressIn,

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.crypto import TokenCipher
 from services.payment import repository as repo
-from services.payment.crypto import TokenCipher
 from services.payment.errors import (
     CaptureExceedsAuthorized,
     InvalidPaymentState,

@@ -19,9 +19,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.crypto import TokenCipher
 from core.errors import InvalidRequest
 from services.user import repository as repo
-from services.user.crypto import TokenCipher
 from services.user.errors import (
     AddressNotFound,
     InvalidCursor,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from core.crypto import TokenCipher
 from core.db import SessionFactory
-from services.user.crypto import TokenCipher
 from tests.conftest import Stack
 from tests.factories import stocked_variant
 

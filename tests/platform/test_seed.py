@@ -12,13 +12,13 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.settings import ROOT, Settings
 from devstack.seed import DEMO_PASSWORD, demo_counts, seed, shopper_email, shopper_id
 from devstack.stack import settings_env
 from services.auth import repository as auth_repo
 from services.auth.passwords import verify_password
-from services.user.crypto import TokenCipher
 from tests.conftest import Stack
 
 PRODUCTS = 40  # a small catalog keeps the test quick; the demo default is 300

@@ -24,11 +24,11 @@ from activities.payment import (
     RefundInput,
     VoidInput,
 )
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.settings import DEV_ENCRYPTION_KEY
 from sandboxes.signing import verify
 from services.payment import service
-from services.payment.crypto import TokenCipher
 from services.payment.models import PaymentStatus
 from services.payment.provider import CardDetails, PaymentProvider, PspSandboxProvider
 from tests.sandboxes import conftest as sandboxes

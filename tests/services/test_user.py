@@ -23,10 +23,10 @@ from activities.user import (
     GetCheckoutDetailsInput,
     UserActivities,
 )
+from core.crypto import DecryptionError, EncryptionKeyError, TokenCipher
 from core.db import SessionFactory
 from core.settings import get_settings
 from services.user import service
-from services.user.crypto import DecryptionError, EncryptionKeyError, TokenCipher
 from services.user.errors import AddressNotFound, InvalidCursor, PaymentMethodExpired, ProfileNotFound
 from services.user.models import AddressType
 from services.user.schemas import (

@@ -1,4 +1,6 @@
-"""Encryption at rest of the PSP tokens in ``payment_methods`` (Fernet: AES-128-CBC + HMAC-SHA256).
+"""Encryption at rest of short secrets, the PSP card tokens in ``user_db.payment_methods`` and
+``payment_db.payment_methods`` (Fernet: AES-128-CBC + HMAC-SHA256). Each service encrypts its own
+rows with this one implementation.
 
 The key is ``settings.encryption_key`` (``ENCRYPTION_KEY``). Key rotation: give several keys separated
 by commas, newest first - the first encrypts, all of them decrypt (``MultiFernet``).
