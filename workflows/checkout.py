@@ -207,14 +207,7 @@ class CheckoutWorkflow:
             priced: PriceAndReserveResult = await self._step(
                 "price and reserve items",
                 ProductActivities.price_and_reserve,
-                ReserveInventoryInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:product.reserve",
-                        "order_id": inp.order_id,
-                        "lines": stock_lines,
-                        "ttl_seconds": inp.reservation_ttl_s,
-                    }
-                ),
+                self._reserve_input(stock_lines),
                 "product",
             )
         else:  # recorded before "lean-checkout": one step after the other
@@ -313,14 +306,7 @@ class CheckoutWorkflow:
             await self._step(
                 "reserve inventory",
                 ProductActivities.reserve_inventory,
-                ReserveInventoryInput.model_validate(
-                    {
-                        "idempotency_key": f"{wid}:product.reserve",
-                        "order_id": inp.order_id,
-                        "lines": stock_lines,
-                        "ttl_seconds": inp.reservation_ttl_s,
-                    }
-                ),
+                self._reserve_input(stock_lines),
                 "product",
             )
 
@@ -715,6 +701,17 @@ class CheckoutWorkflow:
         if self.saga.log:
             lines.append("\nSteps: " + ", ".join(self.saga.log[-12:]))
         workflow.set_current_details("\n".join(lines))
+
+    def _reserve_input(self, stock_lines: list[dict[str, Any]]) -> ReserveInventoryInput:
+        assert self.inp is not None
+        return ReserveInventoryInput.model_validate(
+            {
+                "idempotency_key": f"{workflow.info().workflow_id}:product.reserve",
+                "order_id": self.inp.order_id,
+                "lines": stock_lines,
+                "ttl_seconds": self.inp.reservation_ttl_s,
+            }
+        )
 
     def _cart(self) -> uuid.UUID:
         if self.cart_id is None:  # lock timed out before answering: unlock by the user's locked cart
