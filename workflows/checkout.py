@@ -480,10 +480,11 @@ class CheckoutWorkflow:
 
             async def confirm_then_notify() -> None:
                 await confirm
-                self.status = "confirmed"  # shown by the query now; published with the step below
                 await self._notify("order_confirmed")
 
             await self._together(confirm_then_notify(), *(commit() for commit in commits))
+            # "confirmed" only once every step of the confirmation is done: a shopper or a test that
+            # sees it finds the stock, the coupon and the cart settled too.
             self.step = "awaiting shipment"
             self._set_status("confirmed")
         else:  # recorded before "lean-checkout": one step after the other
