@@ -70,17 +70,17 @@ class DirectCheckout:
         """Returns the order number; raises on any refusal."""
         from activities.cart import ConvertCartInput, LockCartInput
         from activities.discount import (
-            EvaluatePromotionsInput,
             OrderCouponInput,
             RecordPromotionsInput,
             ReserveCouponInput,
         )
         from activities.notification import SendInput
-        from activities.order import ConfirmOrderInput, CreateOrderInput
+        from activities.order import ConfirmOrderInput
         from activities.payment import AuthorizeInput
         from activities.product import CommitInventoryInput, ReserveInventoryInput
-        from activities.shipping import QuoteInput
         from activities.user import GetCheckoutDetailsInput
+        from workflows.checkout import order_input, promotions_input, quote_input
+        from workflows.messages import Totals
 
         a, s, wid = self.acts, self.settings, workflow_id
         order_id, user_id = uuid.uuid4(), shopper.user_id
@@ -106,21 +106,7 @@ class DirectCheckout:
         )
         lines = [line.model_dump() for line in priced.lines]
 
-        promotions = await a["discount.evaluate_promotions"](
-            EvaluatePromotionsInput.model_validate(
-                {
-                    "currency": priced.currency,
-                    "lines": [
-                        {
-                            "product_id": line.product_id,
-                            "unit_price_amount": line.unit_price_amount,
-                            "quantity": line.quantity,
-                        }
-                        for line in priced.lines
-                    ],
-                }
-            )
-        )
+        promotions = await a["discount.evaluate_promotions"](promotions_input(priced))
         promotion_amount = min(promotions.discount_amount, priced.subtotal_amount)
         applied = [p.model_dump(mode="json") for p in promotions.applied]
 
@@ -138,61 +124,27 @@ class DirectCheckout:
             )
             discount_amount, free_shipping = promotion_amount + coupon.discount_amount, coupon.free_shipping
 
-        quote = await a["shipping.quote"](
-            QuoteInput.model_validate(
-                {
-                    "address": {
-                        "country": details.address.country,
-                        "postal_code": details.address.postal_code,
-                    },
-                    "shipping_method_id": shipping_method_id,
-                    "weight_grams": max(1, priced.total_weight_grams),
-                    "subtotal_amount": priced.subtotal_amount - discount_amount,
-                    "currency": priced.currency,
-                }
-            )
-        )
+        quote = await a["shipping.quote"](quote_input(details, shipping_method_id, priced, discount_amount))
         shipping_amount = 0 if free_shipping else quote.amount
         total = priced.subtotal_amount - discount_amount + shipping_amount
-
-        address = details.address
+        totals = Totals(
+            currency=priced.currency,
+            subtotal_amount=priced.subtotal_amount,
+            discount_amount=discount_amount,
+            shipping_amount=shipping_amount,
+            tax_amount=0,
+            total_amount=total,
+        )
         created = await a["order.create"](
-            CreateOrderInput.model_validate(
-                {
-                    "idempotency_key": f"{wid}:order.create",
-                    "order_id": order_id,
-                    "user_id": user_id,
-                    "cart_id": cart.cart_id,
-                    "workflow_id": wid,
-                    "currency": priced.currency,
-                    "lines": [
-                        {
-                            "product_id": line.product_id,
-                            "variant_id": line.variant_id,
-                            "sku": line.sku,
-                            "name": line.name,
-                            "unit_price_amount": line.unit_price_amount,
-                            "quantity": line.quantity,
-                        }
-                        for line in priced.lines
-                    ],
-                    "subtotal_amount": priced.subtotal_amount,
-                    "discount_amount": discount_amount,
-                    "shipping_amount": shipping_amount,
-                    "tax_amount": 0,
-                    "total_amount": total,
-                    "coupon_code": self.coupon,
-                    "shipping_address": {
-                        "recipient_name": address.name,
-                        "line1": address.line1,
-                        "line2": address.line2,
-                        "city": address.city,
-                        "region": address.region,
-                        "postal_code": address.postal_code,
-                        "country_code": address.country,
-                        "phone": address.phone,
-                    },
-                }
+            order_input(
+                order_id=order_id,
+                user_id=user_id,
+                cart_id=cart.cart_id,
+                workflow_id=wid,
+                priced=priced,
+                totals=totals,
+                coupon_code=self.coupon,
+                details=details,
             )
         )
 

@@ -56,13 +56,14 @@ with workflow.unsafe.imports_passed_through():
         CommitInventoryInput,
         PriceAndReserveResult,
         PriceItemsInput,
+        PriceItemsResult,
         ProductActivities,
         ReleaseInventoryInput,
         ReserveInventoryInput,
         RestockInput,
     )
     from activities.shipping import QuoteInput, ShippingActivities
-    from activities.user import GetCheckoutDetailsInput, UserActivities
+    from activities.user import GetCheckoutDetailsInput, GetCheckoutDetailsResult, UserActivities
     from core.registry import SAGAS_TASK_QUEUE
     from core.temporal import CUSTOMER_ID, ORDER_ID, ORDER_STATUS, ORDER_TOTAL, SAGA_STEP
     from workflows.messages import (
@@ -94,6 +95,84 @@ with workflow.unsafe.imports_passed_through():
         wait_until,
     )
     from workflows.shipping import ShippingCancel, ShippingInput, ShippingWorkflow
+
+
+# == the inputs of the checkout's steps (pure; bench/direct.py builds the same ones) ================
+def promotions_input(priced: PriceItemsResult) -> EvaluatePromotionsInput:
+    return EvaluatePromotionsInput.model_validate(
+        {
+            "currency": priced.currency,
+            "lines": [
+                {"product_id": x.product_id, "unit_price_amount": x.unit_price_amount, "quantity": x.quantity}
+                for x in priced.lines
+            ],
+        }
+    )
+
+
+def quote_input(
+    details: GetCheckoutDetailsResult, method_id: uuid.UUID, priced: PriceItemsResult, discount_amount: int
+) -> QuoteInput:
+    return QuoteInput.model_validate(
+        {
+            "address": {"country": details.address.country, "postal_code": details.address.postal_code},
+            "shipping_method_id": method_id,
+            "weight_grams": max(1, priced.total_weight_grams),
+            "subtotal_amount": priced.subtotal_amount - discount_amount,
+            "currency": priced.currency,
+        }
+    )
+
+
+def order_input(
+    *,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    cart_id: uuid.UUID,
+    workflow_id: str,
+    priced: PriceItemsResult,
+    totals: Totals,
+    coupon_code: str | None,
+    details: GetCheckoutDetailsResult,
+) -> CreateOrderInput:
+    address = details.address
+    return CreateOrderInput.model_validate(
+        {
+            "idempotency_key": f"{workflow_id}:order.create",
+            "order_id": order_id,
+            "user_id": user_id,
+            "cart_id": cart_id,
+            "workflow_id": workflow_id,
+            "currency": totals.currency,
+            "lines": [
+                {
+                    "product_id": x.product_id,
+                    "variant_id": x.variant_id,
+                    "sku": x.sku,
+                    "name": x.name,
+                    "unit_price_amount": x.unit_price_amount,
+                    "quantity": x.quantity,
+                }
+                for x in priced.lines
+            ],
+            "subtotal_amount": totals.subtotal_amount,
+            "discount_amount": totals.discount_amount,
+            "shipping_amount": totals.shipping_amount,
+            "tax_amount": totals.tax_amount,
+            "total_amount": totals.total_amount,
+            "coupon_code": coupon_code,
+            "shipping_address": {
+                "recipient_name": address.name,
+                "line1": address.line1,
+                "line2": address.line2,
+                "city": address.city,
+                "region": address.region,
+                "postal_code": address.postal_code,
+                "country_code": address.country,
+                "phone": address.phone,
+            },
+        }
+    )
 
 
 def payment_search_attributes(order_id: uuid.UUID) -> TypedSearchAttributes:
@@ -231,19 +310,7 @@ class CheckoutWorkflow:
             promotions = await self._step(
                 "evaluate promotions",
                 DiscountActivities.evaluate_promotions,
-                EvaluatePromotionsInput.model_validate(
-                    {
-                        "currency": priced.currency,
-                        "lines": [
-                            {
-                                "product_id": line.product_id,
-                                "unit_price_amount": line.unit_price_amount,
-                                "quantity": line.quantity,
-                            }
-                            for line in priced.lines
-                        ],
-                    }
-                ),
+                promotions_input(priced),
                 "discount",
             )
             promotion_amount = min(promotions.discount_amount, priced.subtotal_amount)
@@ -277,18 +344,7 @@ class CheckoutWorkflow:
         quote = await self._step(
             "quote shipping",
             ShippingActivities.quote,
-            QuoteInput.model_validate(
-                {
-                    "address": {
-                        "country": details.address.country,
-                        "postal_code": details.address.postal_code,
-                    },
-                    "shipping_method_id": inp.shipping_method_id,
-                    "weight_grams": max(1, priced.total_weight_grams),
-                    "subtotal_amount": priced.subtotal_amount - discount_amount,
-                    "currency": priced.currency,
-                }
-            ),
+            quote_input(details, inp.shipping_method_id, priced, discount_amount),
             "shipping",
         )
         shipping_amount = 0 if free_shipping else quote.amount
@@ -323,46 +379,18 @@ class CheckoutWorkflow:
                 "order",
             ),
         )
-        address = details.address
         created = await self._step(
             "create order",
             OrderActivities.create,
-            CreateOrderInput.model_validate(
-                {
-                    "idempotency_key": f"{wid}:order.create",
-                    "order_id": inp.order_id,
-                    "user_id": inp.user_id,
-                    "cart_id": cart.cart_id,
-                    "workflow_id": wid,
-                    "currency": self.totals.currency,
-                    "lines": [
-                        {
-                            "product_id": line.product_id,
-                            "variant_id": line.variant_id,
-                            "sku": line.sku,
-                            "name": line.name,
-                            "unit_price_amount": line.unit_price_amount,
-                            "quantity": line.quantity,
-                        }
-                        for line in priced.lines
-                    ],
-                    "subtotal_amount": self.totals.subtotal_amount,
-                    "discount_amount": discount_amount,
-                    "shipping_amount": shipping_amount,
-                    "tax_amount": 0,
-                    "total_amount": self.totals.total_amount,
-                    "coupon_code": inp.coupon_code,
-                    "shipping_address": {
-                        "recipient_name": address.name,
-                        "line1": address.line1,
-                        "line2": address.line2,
-                        "city": address.city,
-                        "region": address.region,
-                        "postal_code": address.postal_code,
-                        "country_code": address.country,
-                        "phone": address.phone,
-                    },
-                }
+            order_input(
+                order_id=inp.order_id,
+                user_id=inp.user_id,
+                cart_id=cart.cart_id,
+                workflow_id=wid,
+                priced=priced,
+                totals=self.totals,
+                coupon_code=inp.coupon_code,
+                details=details,
             ),
             "order",
         )
