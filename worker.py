@@ -105,6 +105,19 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         pass
 
 
+def cache_workflow_bytecode() -> None:
+    """The sandbox imports a workflow's module anew for every workflow run. Without a bytecode cache
+    (PYTHONDONTWRITEBYTECODE is common in containers and CI) that import compiles the source each
+    time: ~11 % of the saga worker's CPU in the benchmark. Write the cache once at start; where the
+    code is read-only the image builds it (Dockerfile)."""
+    import compileall
+
+    import workflows
+
+    for folder in workflows.__path__:
+        compileall.compile_dir(folder, quiet=2, workers=1)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     # Model and contract modules are deterministic and heavy to re-import per workflow run:
     # pass them through the sandbox instead of reloading them for each workflow.
@@ -123,6 +136,7 @@ async def run(target: str, settings: Settings, *, max_concurrent: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     if target == "sagas":
+        cache_workflow_bytecode()
         await ensure_schedules(client, settings)
         worker = Worker(
             client,
