@@ -59,8 +59,10 @@ class _In(BaseModel):
 
 
 class AuthorizeInput(_In):
-    """Exactly one of ``psp_token`` (a provider card token) and ``payment_method_id`` (a card the user
-    saved: its token is decrypted here, so it never travels through workflow histories)."""
+    """Exactly one of ``psp_token_encrypted`` (a provider card token encrypted with ENCRYPTION_KEY, as
+    the user service stores it), ``payment_method_id`` (a card saved with the payment service) and
+    ``psp_token`` (plaintext). The first two are decrypted here only, so no usable token travels through
+    workflow histories, which support staff read in the Web UI."""
 
     idempotency_key: IdempotencyKey
     payment_id: uuid.UUID
@@ -69,13 +71,15 @@ class AuthorizeInput(_In):
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
     psp_token: str | None = Field(default=None, min_length=1, max_length=100)
+    psp_token_encrypted: str | None = Field(default=None, min_length=1, max_length=1000)
     payment_method_id: uuid.UUID | None = None
     webhook_url: str | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _one_card(self) -> AuthorizeInput:
-        if (self.psp_token is None) == (self.payment_method_id is None):
-            raise ValueError("give exactly one of psp_token and payment_method_id")
+        given = [self.psp_token, self.psp_token_encrypted, self.payment_method_id]
+        if sum(x is not None for x in given) != 1:
+            raise ValueError("give exactly one of psp_token, psp_token_encrypted and payment_method_id")
         return self
 
 
@@ -190,14 +194,15 @@ class PaymentActivities:
                 await service.check_new_payment(s, inp.payment_id, inp.order_id)
                 token = inp.psp_token
                 if token is None:
-                    assert inp.payment_method_id is not None
                     if self.cipher is None:
-                        raise RuntimeError(
-                            "PaymentActivities needs a TokenCipher to use saved payment methods"
+                        raise RuntimeError("PaymentActivities needs a TokenCipher to use encrypted tokens")
+                    if inp.psp_token_encrypted is not None:
+                        token = self.cipher.decrypt(inp.psp_token_encrypted)
+                    else:
+                        assert inp.payment_method_id is not None
+                        token = await service.payment_method_token(
+                            s, self.cipher, inp.payment_method_id, inp.user_id
                         )
-                    token = await service.payment_method_token(
-                        s, self.cipher, inp.payment_method_id, inp.user_id
-                    )
             attempt = await service.authorize_at_provider(
                 self.provider,
                 token=token,

@@ -55,7 +55,7 @@ class GetCheckoutDetailsInput(BaseModel):
 
 class GetCheckoutDetailsResult(BaseModel):
     address: AddressSnapshot  # every field of the address, to be copied into the order
-    payment_method: CheckoutPaymentMethod  # id, psp_token (decrypted), brand, last4
+    payment_method: CheckoutPaymentMethod  # id, psp_token_encrypted, brand, last4
 
 
 class UserActivities:
@@ -112,7 +112,6 @@ class UserActivities:
         async def query(s: AsyncSession) -> GetCheckoutDetailsResult:
             details = await service.get_checkout_details(
                 s,
-                self.cipher,
                 user_id=inp.user_id,
                 address_id=inp.address_id,
                 payment_method_id=inp.payment_method_id,

@@ -12,7 +12,8 @@ benchmark process one after another in the checkout saga's order, with the input
     -> notification.send (SMTP sink)
 
 The saga runs some of these at the same time (``workflows/checkout.py``); here they run strictly one
-after another, the slowest way the same work can be done.
+after another, the slowest way the same work can be done. In the saga mode the first read (address and
+card) is done by the API when it accepts the checkout; here it stays the first step.
 
 No compensation runs here: any refusal is an error of the measurement (the saga mode counts a
 failed or cancelled checkout as an error too). Each service gets its own engine with the pool the
@@ -158,6 +159,7 @@ class DirectCheckout:
                 amount=total,
                 currency=priced.currency,
                 psp_token=details.payment_method.psp_token,
+                psp_token_encrypted=details.payment_method.psp_token_encrypted,
                 webhook_url=f"{self.webhook_base}/v1/webhooks/payments",
             )
         )

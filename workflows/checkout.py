@@ -1,9 +1,10 @@
 """``checkout``: the order saga, from a locked cart to a paid, confirmed order, and on to shipping.
 
 Before the pivot (payment authorization) every step registers its compensation *before* it runs;
-steps that do not need each other's results run at the same time (``|``):
+steps that do not need each other's results run at the same time (``|``). The address and card
+come with the input (the API reads them when it accepts the checkout):
 
-    load address and card | lock cart -> price and reserve items -> evaluate promotions
+    lock cart -> price and reserve items -> evaluate promotions
     -> reserve coupon -> quote shipping -> create order
     -> authorize payment (child ``payment`` workflow; may wait for the shopper's extra step)
 
@@ -251,7 +252,7 @@ class CheckoutWorkflow:
 
     async def _until_pivot(self, inp: CheckoutInput) -> None:
         wid = workflow.info().workflow_id
-        load_details = self._step(
+        load_details = lambda: self._step(  # noqa: E731
             "load address and payment method",
             UserActivities.get_checkout_details,
             GetCheckoutDetailsInput(
@@ -279,7 +280,10 @@ class CheckoutWorkflow:
         )
         if self.lean:
             self.saga.add("cart.unlock", unlock)
-            details, cart = await self._together(load_details, lock())
+            if inp.details is not None:  # read by the API when it accepted the checkout
+                details, cart = inp.details, await lock()
+            else:  # started without them (older API versions): a step of its own
+                details, cart = await self._together(load_details(), lock())
             self.cart_id = cart.cart_id
             stock_lines = [{"variant_id": i.variant_id, "quantity": i.quantity} for i in cart.items]
             self.saga.add("product.release_inventory", release)
@@ -290,7 +294,7 @@ class CheckoutWorkflow:
                 "product",
             )
         else:  # recorded before "lean-checkout": one step after the other
-            details = await load_details
+            details = await load_details()
             self.saga.add("cart.unlock", unlock)
             cart = await lock()
             self.cart_id = cart.cart_id
@@ -414,6 +418,7 @@ class CheckoutWorkflow:
                 amount=self.totals.total_amount,
                 currency=self.totals.currency,
                 psp_token=details.payment_method.psp_token,
+                psp_token_encrypted=details.payment_method.psp_token_encrypted,
                 webhook_url=inp.psp_webhook_url,
                 reply_to=wid,
                 capture_immediately=inp.capture_immediately,

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from activities.user import GetCheckoutDetailsResult
 from workflows.saga import SagaTimings
 
 
@@ -47,7 +48,9 @@ class PaymentInput(BaseModel):
     user_id: uuid.UUID
     amount: int = Field(gt=0)
     currency: str
-    psp_token: str
+    # The card's provider token, encrypted (core/crypto.py): only the payment service decrypts it.
+    psp_token_encrypted: str | None = None
+    psp_token: str | None = None  # plaintext: payments started before the encrypted token (histories)
     webhook_url: str | None = None
     reply_to: str  # workflow id that receives payment_update signals (the checkout)
     capture_immediately: bool = False
@@ -137,6 +140,11 @@ class CheckoutInput(BaseModel):
     payment: PaymentTimings = PaymentTimings()
     timings: SagaTimings = SagaTimings()
     shipping: ShippingOptions = ShippingOptions()
+    # The address snapshot and the card, read by the API when it accepts the checkout (a read of the
+    # user service through its module): an unknown address or an expired card is refused with 422
+    # before any saga starts, and the saga saves a step. Checkouts started without them (older API
+    # versions, the histories under tests/histories) load them with the user.get_checkout_details step.
+    details: GetCheckoutDetailsResult | None = None
 
 
 class Totals(BaseModel):

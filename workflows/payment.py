@@ -84,6 +84,7 @@ class PaymentWorkflow:
                 amount=inp.amount,
                 currency=inp.currency,
                 psp_token=inp.psp_token,
+                psp_token_encrypted=inp.psp_token_encrypted,
                 webhook_url=inp.webhook_url,
             ),
             task_queue="payment",

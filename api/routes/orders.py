@@ -13,6 +13,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.common import (
@@ -24,10 +25,12 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.user import GetCheckoutDetailsResult
 from api.auth import CurrentUser
 from api.deps import SessionsDep, SettingsDep, TemporalDep
 from api.problems import problem_responses
 from api.routes.shipments import shipping_options
+from core.db import SessionFactory
 from core.errors import BusinessError, IdempotencyKeyReused, NotFound
 from core.registry import SAGAS_TASK_QUEUE
 from core.settings import Settings
@@ -36,6 +39,8 @@ from services.auth import service as auth_service
 from services.order import service as order_service
 from services.order.models import OrderStatus
 from services.order.schemas import OrderPage, OrderView
+from services.user import service as user_service
+from services.user.errors import AddressNotFound, PaymentMethodExpired, PaymentMethodNotFound
 from workflows.checkout import CheckoutWorkflow
 from workflows.messages import (
     CancelOutcome,
@@ -118,9 +123,11 @@ def checkout_input(
     user_id: uuid.UUID,
     email: str,
     first_name: str = "",
+    details: GetCheckoutDetailsResult | None = None,
 ) -> CheckoutInput:
     base = settings.webhook_base_url
     return CheckoutInput(
+        details=details,
         order_id=order_id,
         user_id=user_id,
         email=email,
@@ -182,6 +189,13 @@ async def start_checkout(
     async with sessions["auth"]() as s:
         user = await auth_service.get_user(s, caller.user_id)
     try:
+        details = await _checkout_details(sessions, caller.user_id, body)
+    except RequestValidationError:
+        # A retry of an accepted checkout is the same order, even if the address went away since.
+        if await _fingerprint_or_none(client.get_workflow_handle(workflow_id)) == fingerprint:
+            return _accepted(response, order_id, workflow_id)
+        raise
+    try:
         await client.start_workflow(
             CheckoutWorkflow.run,
             checkout_input(
@@ -191,6 +205,7 @@ async def start_checkout(
                 user_id=caller.user_id,
                 email=user.email,
                 first_name=user.first_name,
+                details=details,
             ),
             id=workflow_id,
             task_queue=SAGAS_TASK_QUEUE,
@@ -214,8 +229,40 @@ async def start_checkout(
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used for a different checkout request"
             ) from None
+    return _accepted(response, order_id, workflow_id)
+
+
+def _accepted(response: Response, order_id: uuid.UUID, workflow_id: str) -> CheckoutAccepted:
     response.headers["Location"] = f"/v1/orders/{order_id}"
     return CheckoutAccepted(order_id=order_id, workflow_id=workflow_id, status_url=f"/v1/orders/{order_id}")
+
+
+async def _checkout_details(
+    sessions: dict[str, SessionFactory], user_id: uuid.UUID, body: CheckoutRequest
+) -> GetCheckoutDetailsResult:
+    """The address snapshot and the card of the checkout, read through the user service; an address
+    or card that is not the shopper's, or an expired card, is a 422 on its field (no saga starts)."""
+    try:
+        async with sessions["user"]() as s:
+            found = await user_service.get_checkout_details(
+                s,
+                user_id=user_id,
+                address_id=body.shipping_address_id,
+                payment_method_id=body.payment_method_id,
+            )
+    except (AddressNotFound, PaymentMethodNotFound, PaymentMethodExpired) as exc:
+        field = "shipping_address_id" if isinstance(exc, AddressNotFound) else "payment_method_id"
+        raise RequestValidationError(
+            [{"loc": ("body", field), "msg": exc.detail, "type": exc.type}]
+        ) from None
+    return GetCheckoutDetailsResult(address=found.address, payment_method=found.payment_method)
+
+
+async def _fingerprint_or_none(handle: WorkflowHandle[Any, Any]) -> str | None:
+    try:
+        return await _fingerprint(handle)
+    except RPCError:  # no such workflow
+        return None
 
 
 async def _fingerprint(handle: WorkflowHandle[Any, Any]) -> str | None:

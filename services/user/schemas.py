@@ -165,7 +165,11 @@ class PaymentMethodView(BaseModel):
 
 class CheckoutPaymentMethod(BaseModel):
     id: uuid.UUID
-    psp_token: str = Field(repr=False)  # decrypted, for the payment service's authorization
+    # The provider token as stored (ENCRYPTION_KEY, core/crypto.py): it travels through the saga's
+    # history encrypted and only the payment service decrypts it, for the authorization.
+    psp_token_encrypted: str | None = Field(default=None, repr=False)
+    # Plaintext, as checkouts recorded before the encrypted token carried it (histories replay).
+    psp_token: str | None = Field(default=None, repr=False)
     brand: str
     last4: str
 

@@ -272,14 +272,14 @@ async def delete_payment_method(
 
 async def get_checkout_details(
     session: AsyncSession,
-    cipher: TokenCipher,
     *,
     user_id: uuid.UUID,
     address_id: uuid.UUID,
     payment_method_id: uuid.UUID,
     today: date | None = None,
 ) -> CheckoutDetails:
-    """The address snapshot and the usable payment method (decrypted PSP token) of a checkout.
+    """The address snapshot and the usable payment method (its PSP token still encrypted: only the
+    payment service decrypts it) of a checkout.
     Ids of another user are refused exactly like unknown ids (``AddressNotFound``,
     ``PaymentMethodNotFound``); an expired card with ``PaymentMethodExpired``."""
     address = await _owned_address(session, user_id, address_id)
@@ -293,7 +293,7 @@ async def get_checkout_details(
         address=AddressSnapshot.model_validate(address, from_attributes=True),
         payment_method=CheckoutPaymentMethod(
             id=method.id,
-            psp_token=cipher.decrypt(method.psp_token_encrypted),
+            psp_token_encrypted=method.psp_token_encrypted,
             brand=method.brand,
             last4=method.last4,
         ),

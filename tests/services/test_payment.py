@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import text
 from temporalio.exceptions import ApplicationError
@@ -24,7 +25,7 @@ from activities.payment import (
     RefundInput,
     VoidInput,
 )
-from core.crypto import TokenCipher
+from core.crypto import DecryptionError, TokenCipher
 from core.db import SessionFactory
 from core.settings import DEV_ENCRYPTION_KEY
 from sandboxes.signing import verify
@@ -298,6 +299,35 @@ async def test_a_retry_after_a_crash_before_the_commit_replays_the_provider_call
     assert await ledger(db, inp.payment_id) == [("authorize", 2500, "succeeded")]
 
 
+async def test_an_encrypted_token_is_decrypted_only_here(
+    acts: PaymentActivities, db: SessionFactory, psp: PspSandboxProvider, cipher: TokenCipher
+) -> None:
+    """The checkout carries the card's token as the user service stores it (encrypted): the payment
+    service decrypts it for the provider. A token the configured keys cannot decrypt is not a business
+    refusal (retryable: an operator fixes the key) and nothing is written or sent."""
+    base = {
+        "payment_id": uuid.uuid4(),
+        "order_id": uuid.uuid4(),
+        "user_id": uuid.uuid4(),
+        "amount": 1500,
+        "currency": "USD",
+    }
+    inp = AuthorizeInput.model_validate(
+        base | {"idempotency_key": key(), "psp_token_encrypted": cipher.encrypt(await token(psp))}
+    )
+    assert (await acts.authorize(inp)).status == "authorized"
+    assert await ledger(db, inp.payment_id) == [("authorize", 1500, "succeeded")]
+
+    foreign = TokenCipher(Fernet.generate_key()).encrypt(await token(psp))
+    other = AuthorizeInput.model_validate(
+        base | {"payment_id": uuid.uuid4(), "idempotency_key": key(), "psp_token_encrypted": foreign}
+    )
+    with pytest.raises(DecryptionError):
+        await acts.authorize(other)
+    assert await ledger(db, other.payment_id) == []
+    assert len(await psp.list_authorizations(reference=str(inp.order_id))) == 1
+
+
 def test_invalid_authorize_input_is_refused() -> None:
     base: dict[str, Any] = {
         "idempotency_key": "k",
@@ -314,7 +344,9 @@ def test_invalid_authorize_input_is_refused() -> None:
         {"amount": -5},
         {"currency": "usd"},
         {"psp_token": None},
-        {"payment_method_id": uuid.uuid4()},  # both
+        {"payment_method_id": uuid.uuid4()},  # two of them
+        {"psp_token_encrypted": "gAAAA"},  # two of them
+        {"psp_token": None, "psp_token_encrypted": "gAAAA", "payment_method_id": uuid.uuid4()},
         {"idempotency_key": ""},
     ):
         with pytest.raises(ValidationError):

@@ -295,10 +295,14 @@ async def test_checkout_details_snapshot_and_owner_scoping(acts: UserActivities,
     }
     assert details.payment_method.model_dump() == {
         "id": visa.id,
-        "psp_token": PSP_TOKEN,
+        "psp_token_encrypted": details.payment_method.psp_token_encrypted,
+        "psp_token": None,
         "brand": "visa",
         "last4": "4242",
     }
+    # the token as stored: encrypted, for the payment service to decrypt
+    assert PSP_TOKEN not in str(details.payment_method.psp_token_encrypted)
+    assert acts.cipher.decrypt(str(details.payment_method.psp_token_encrypted)) == PSP_TOKEN
 
     cases = [
         (theirs.id, visa.id, "AddressNotFound"),
@@ -332,13 +336,12 @@ async def test_expired_cards_are_refused(acts: UserActivities, db: SessionFactor
     with pytest.raises(PaymentMethodExpired):
         async with db() as s:
             await service.get_checkout_details(
-                s, acts.cipher, user_id=user_id, address_id=home.id, payment_method_id=old.id,
+                s, user_id=user_id, address_id=home.id, payment_method_id=old.id,
                 today=date(2030, 2, 1),
             )  # fmt: skip
     async with db() as s:  # valid through the end of its expiry month
         await service.get_checkout_details(
             s,
-            acts.cipher,
             user_id=user_id,
             address_id=home.id,
             payment_method_id=old.id,

@@ -5,6 +5,8 @@ database state after compensation."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 import uuid
 from typing import Any
@@ -12,7 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from temporalio.service import RPCError
 
+from api.routes.orders import checkout_workflow_id
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from services.discount import service as discount_service
 from services.discount.schemas import CouponIn
@@ -133,6 +138,39 @@ async def ledger_rows(sessions: dict[str, SessionFactory], order_id: str) -> lis
         return [(r[0], r[1], r[2]) for r in rows]
 
 
+async def psp_token_of(stack: Stack, sessions: dict[str, SessionFactory], shopper: Shopper) -> str:
+    async with sessions["user"]() as s:
+        stored = (
+            await s.execute(
+                text("SELECT psp_token_encrypted FROM payment_methods WHERE id = :m"),
+                {"m": shopper.payment_method_id},
+            )
+        ).scalar_one()
+    token = TokenCipher.from_settings(stack.settings).decrypt(stored)
+    assert token.startswith("tok_")
+    return token
+
+
+async def history_payloads(stack: Stack, workflow_id: str) -> str:
+    """Every payload of a workflow's history, decoded: what the Web UI shows of it."""
+    history = json.loads((await stack.client.get_workflow_handle(workflow_id).fetch_history()).to_json())
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("metadata"), dict) and isinstance(node.get("data"), str):
+                found.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(history)
+    assert found, f"no payloads in the history of {workflow_id}"
+    return "\n".join(found)
+
+
 async def new_coupon(sessions: dict[str, SessionFactory], **limits: Any) -> str:
     code = f"T{uuid.uuid4().hex[:8].upper()}"
     async with sessions["discount"]() as s, s.begin():
@@ -182,6 +220,11 @@ async def test_happy_path_confirms_the_order(
     assert await ledger_rows(sessions, order_id) == [("authorize", "succeeded", totals["total_amount"])]
     mail = await wait_mail(stack, shopper.email, f"Order {body['order']['order_number']} confirmed")
     assert "Test" in mail["text"] and "$" in mail["text"]  # first name and the rendered total
+    # Support staff read histories in the Web UI: the card's provider token is in them only encrypted.
+    token = await psp_token_of(stack, sessions, shopper)
+    for workflow_id in (saga["workflow_id"], f"payment-{order_id}"):
+        payloads = await history_payloads(stack, workflow_id)
+        assert token not in payloads and "psp_token_encrypted" in payloads, workflow_id
     await record_history(stack.client, saga["workflow_id"], "checkout", "happy_path")
     await record_history(stack.client, f"payment-{order_id}", "payment", "authorized")
 
@@ -272,6 +315,61 @@ async def test_address_not_served_by_the_method(
     assert await stock(sessions, variant) == (2, 0)
     assert await cart_status(sessions, shopper.user_id) == "active"
     await record_history(stack.client, saga["workflow_id"], "checkout", "address_not_served")
+
+
+async def test_address_or_card_not_usable_is_refused_before_any_saga(
+    stack: Stack, sessions: dict[str, SessionFactory], methods: dict[str, uuid.UUID]
+) -> None:
+    """The API reads the address and card when it accepts a checkout: another shopper's address, an
+    unknown card or an expired one are a 422 on that field, and no saga starts (nothing is locked)."""
+    shopper = await make_shopper(sessions, stack.settings)
+    other = await make_shopper(sessions, stack.settings)
+    variant = await stocked_variant(sessions, on_hand=1)
+    await fill_cart(sessions, shopper.user_id, variant)
+    async with sessions["user"]() as s, s.begin():
+        await s.execute(
+            text("UPDATE payment_methods SET exp_year = 2020 WHERE id = :m"),
+            {"m": other.payment_method_id},
+        )
+    good = {
+        "shipping_address_id": str(shopper.address_id),
+        "shipping_method_id": str(methods["US:standard"]),
+        "payment_method_id": str(shopper.payment_method_id),
+    }
+    cases = [
+        ("shipping_address_id", str(other.address_id), "AddressNotFound"),
+        ("payment_method_id", str(uuid.uuid4()), "PaymentMethodNotFound"),
+        ("payment_method_id", str(other.payment_method_id), "PaymentMethodNotFound"),
+    ]
+    async with stack.http() as http:
+        for field, value, error_type in cases:
+            key = str(uuid.uuid4())
+            response = await http.post(
+                "/v1/checkout",
+                json={**good, field: value},
+                headers={**shopper.headers, "Idempotency-Key": key},
+            )
+            assert response.status_code == 422, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            [error] = response.json()["errors"]
+            assert (error["loc"], error["type"]) == (["body", field], error_type) and error["msg"]
+            with pytest.raises(RPCError):  # no workflow under this key
+                await stack.client.get_workflow_handle(checkout_workflow_id(shopper.user_id, key)).describe()
+        # the expired card of the other shopper, used by its owner
+        expired = await http.post(
+            "/v1/checkout",
+            json={
+                "shipping_address_id": str(other.address_id),
+                "shipping_method_id": str(methods["US:standard"]),
+                "payment_method_id": str(other.payment_method_id),
+            },
+            headers={**other.headers, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert expired.status_code == 422, expired.text
+        assert expired.json()["errors"][0]["type"] == "PaymentMethodExpired"
+        assert expired.json()["errors"][0]["loc"] == ["body", "payment_method_id"]
+    assert await cart_status(sessions, shopper.user_id) == "active"
+    assert await stock(sessions, variant) == (1, 0)
 
 
 # -- idempotency, cancel, extra authentication step ---------------------------------------------------
