@@ -118,6 +118,7 @@ class EnsurePartitionsInput(BaseModel):
 
 class EnsurePartitionsResult(BaseModel):
     created: list[str]
+    dropped: list[str] = []  # older than AUDIT_LOG_RETENTION_MONTHS
 
 
 # --- activities --------------------------------------------------------------------------------
@@ -126,8 +127,9 @@ class EnsurePartitionsResult(BaseModel):
 class AuthActivities:
     """Adapts ``services.auth`` to Temporal. Every writing activity is idempotent by key."""
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, *, audit_log_retention_months: int = 0) -> None:
         self.sessions = sessions
+        self.audit_log_retention_months = audit_log_retention_months
 
     async def _write_with_secret(
         self,
@@ -267,16 +269,21 @@ class AuthActivities:
     @activity.defn(name="auth.ensure_partitions")
     async def ensure_partitions(self, inp: EnsurePartitionsInput) -> EnsurePartitionsResult:
         """Create the monthly partitions of security_audit_logs up to ``months_ahead`` months ahead
-        (idempotent by nature: existing partitions are left alone). The names created now."""
+        (idempotent by nature: existing partitions are left alone) and drop those past the retention
+        (AUDIT_LOG_RETENTION_MONTHS). The names created and dropped now."""
         with business_errors():
             async with self.sessions() as session, session.begin():
                 created = await service.ensure_audit_partitions(session, months_ahead=inp.months_ahead)
-        return EnsurePartitionsResult(created=created)
+            async with self.sessions() as session, session.begin():
+                dropped = await service.drop_expired_audit_partitions(
+                    session, keep_months=self.audit_log_retention_months
+                )
+        return EnsurePartitionsResult(created=created, dropped=dropped)
 
 
 def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
     """The activity callables ``worker.py auth`` registers (besides ``auth.ping``)."""
-    acts = AuthActivities(sessions)
+    acts = AuthActivities(sessions, audit_log_retention_months=settings.audit_log_retention_months)
     return [
         getattr(acts, name)
         for name in dir(acts)

@@ -69,9 +69,10 @@ class EnsurePartitionsResult(PartitionsEnsured):
 class NotificationActivities:
     """Adapts ``services.notification`` to Temporal. Every writing activity is idempotent by key."""
 
-    def __init__(self, sessions: SessionFactory, mailer: Mailer) -> None:
+    def __init__(self, sessions: SessionFactory, mailer: Mailer, *, retention_months: int = 0) -> None:
         self.sessions = sessions
         self.mailer = mailer
+        self.retention_months = retention_months  # NOTIFICATION_RETENTION_MONTHS; 0: keep all
 
     @activity.defn(name="notification.send")
     async def send(self, inp: SendInput) -> SendResult:
@@ -163,15 +164,23 @@ class NotificationActivities:
 
     @activity.defn(name="notification.ensure_partitions")
     async def ensure_partitions(self, inp: EnsurePartitionsInput) -> EnsurePartitionsResult:
-        """Monthly partitions of ``notifications`` from this month to ``months_ahead`` (idempotent DDL)."""
+        """Monthly partitions of ``notifications`` from this month to ``months_ahead`` (idempotent DDL);
+        those older than the retention are dropped with their delivery logs."""
         today = datetime.now(UTC).date()
-        result = await read(self.sessions, lambda s: service.ensure_partitions(s, today, inp.months_ahead))
+        result = await read(
+            self.sessions,
+            lambda s: service.ensure_partitions(s, today, inp.months_ahead, self.retention_months),
+        )
         return EnsurePartitionsResult.model_validate(result.model_dump())
 
 
 def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
     """The activity callables ``worker.py notification`` registers (besides ``notification.ping``)."""
-    acts = NotificationActivities(sessions, Mailer(settings.smtp_host, settings.smtp_port, sender=SENDER))
+    acts = NotificationActivities(
+        sessions,
+        Mailer(settings.smtp_host, settings.smtp_port, sender=SENDER),
+        retention_months=settings.notification_retention_months,
+    )
     return [
         getattr(acts, name)
         for name in dir(acts)

@@ -2,12 +2,17 @@
 partition-maintenance activities (future monthly partitions, created before they are needed).
 
 Naming: hash partitions ``<parent>_p<remainder>``; monthly partitions ``<parent>_p<YYYY>_<MM>``.
+Retention: a service may drop whole months older than its retention setting
+(``expired_monthly_partitions``, ``drop_partition_ddl``): detach, then drop, which is what monthly
+partitions are for (no bulk DELETE, no bloat). 0 months keeps everything.
 There is deliberately no DEFAULT partition: a row for a month without a partition fails loudly
 instead of silently piling up where a later partition could no longer be attached.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from datetime import date
 
 HASH_PARTITIONS = 8
@@ -51,3 +56,26 @@ def hash_partitions_ddl(parent: str, modulus: int = HASH_PARTITIONS) -> list[str
         f"FOR VALUES WITH (MODULUS {modulus}, REMAINDER {r})"
         for r in range(modulus)
     ]
+
+
+def expired_monthly_partitions(names: Iterable[str], parent: str, today: date, keep_months: int) -> list[str]:
+    """The monthly partitions of ``parent`` entirely before the ``keep_months`` whole months preceding
+    ``today``'s month (those months and the current one are kept), oldest first. ``keep_months`` 0:
+    none (retention off). Names that are not monthly partitions of ``parent`` are never returned."""
+    if keep_months <= 0:
+        return []
+    oldest_kept = add_months(month_start(today), -keep_months)
+    pattern = re.compile(rf"{re.escape(parent)}_p(\d{{4}})_(\d{{2}})")
+    expired: list[tuple[date, str]] = []
+    for name in names:
+        found = pattern.fullmatch(name)
+        if found and 1 <= int(found[2]) <= 12:
+            month = date(int(found[1]), int(found[2]), 1)
+            if month < oldest_kept:
+                expired.append((month, name))
+    return [name for _, name in sorted(expired)]
+
+
+def drop_partition_ddl(parent: str, name: str) -> list[str]:
+    """Detach (the parent stops routing to it and its rows leave every query), then drop."""
+    return [f"ALTER TABLE {parent} DETACH PARTITION {name}", f"DROP TABLE {name}"]

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
     maintenance_interval_s: float = Field(default=300, ge=10)  # expiry sweeps (reservations, carts)
+    # Retention of the time-partitioned logs, in whole months before the current one (0: keep all).
+    # The daily partition-maintenance workflow drops older monthly partitions. order_status_history
+    # has none: it is part of the order, kept as long as the order.
+    audit_log_retention_months: int = Field(default=13, ge=0, le=1200)  # security_audit_logs
+    notification_retention_months: int = Field(default=13, ge=0, le=1200)  # notifications + their logs
     # Shipping saga: stall timers (support is alerted) and the label purchase budget.
     shipping_no_pickup_s: float = Field(default=2 * 24 * 3600, gt=0)
     shipping_no_movement_s: float = Field(default=3 * 24 * 3600, gt=0)

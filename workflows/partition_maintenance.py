@@ -1,6 +1,9 @@
 """``partition-maintenance``: creates next months' partitions of the time-partitioned tables before
 rows need them (security_audit_logs in auth_db, order_status_history in order_db, notifications in
-notification_db). Runs daily from a Temporal schedule; each step is idempotent (CREATE IF NOT EXISTS)."""
+notification_db), and lets each service drop the months past its retention setting
+(AUDIT_LOG_RETENTION_MONTHS, NOTIFICATION_RETENTION_MONTHS; order history is kept with its orders).
+Runs daily from a Temporal schedule; each step is idempotent (CREATE IF NOT EXISTS, drops of what
+is there)."""
 
 from __future__ import annotations
 
@@ -25,10 +28,12 @@ class PartitionMaintenanceInput(BaseModel):
 
 class PartitionsCreated(BaseModel):
     created: list[str] = []
+    dropped: list[str] = []
 
 
 class PartitionMaintenanceResult(BaseModel):
     created: dict[str, list[str]]
+    dropped: dict[str, list[str]] = {}
 
 
 @workflow.defn(name="partition-maintenance")
@@ -50,5 +55,6 @@ class PartitionMaintenanceWorkflow:
             )
         )
         return PartitionMaintenanceResult(
-            created={q: r.created for (q, _), r in zip(PARTITIONED, results, strict=True)}
+            created={q: r.created for (q, _), r in zip(PARTITIONED, results, strict=True)},
+            dropped={q: r.dropped for (q, _), r in zip(PARTITIONED, results, strict=True)},
         )

@@ -18,7 +18,14 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
+from core.partitions import (
+    add_months,
+    drop_partition_ddl,
+    expired_monthly_partitions,
+    month_start,
+    monthly_partition_ddl,
+    monthly_partition_name,
+)
 from services.auth import passwords
 from services.auth import repository as repo
 from services.auth.errors import (
@@ -748,3 +755,20 @@ async def ensure_audit_partitions(
     await repo.use_utc(session)
     await repo.execute_ddl(session, [monthly_partition_ddl(AUDIT_PARENT, m) for m in months])
     return [name for name in names if name not in existing]
+
+
+async def drop_expired_audit_partitions(
+    session: AsyncSession, *, keep_months: int, today: date | None = None
+) -> list[str]:
+    """Drop the monthly partitions of security_audit_logs older than the ``keep_months`` whole months
+    before this one (0: none); the names dropped. Waits at most 10 s for the table lock (writers hold
+    it briefly): the daily run tries again tomorrow rather than stall sign-ins."""
+    expired = expired_monthly_partitions(
+        await repo.partitions_of(session, AUDIT_PARENT), AUDIT_PARENT, today or utcnow().date(), keep_months
+    )
+    if expired:
+        await repo.lock_timeout(session, "10s")
+        await repo.execute_ddl(
+            session, [ddl for name in expired for ddl in drop_partition_ddl(AUDIT_PARENT, name)]
+        )
+    return expired

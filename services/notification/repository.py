@@ -164,6 +164,27 @@ async def existing_partitions(session: AsyncSession, parent: str = PARTITIONED_T
     return {r[0] for r in rows}
 
 
+async def drop_monthly_partitions(session: AsyncSession, names: list[str]) -> None:
+    """Drop these monthly partitions of ``notifications``, the delivery attempts of their notifications
+    first (the logs' foreign key would refuse the detach). Waits at most 10 s for the table locks:
+    the daily run tries again tomorrow rather than hold up the mail."""
+    if not names:
+        return
+    await session.execute(text("SELECT set_config('lock_timeout', '10s', true)"))
+    existing = await existing_partitions(session)
+    for name in names:
+        if name not in existing:  # names come from the catalogue: never a string from elsewhere
+            raise ValueError(f"{name} is not a partition of {PARTITIONED_TABLE}")
+        await session.execute(
+            text(
+                f"DELETE FROM notification_logs l USING {name} n "  # a name from the catalogue
+                "WHERE l.notification_id = n.id AND l.notification_created_at = n.created_at"
+            )
+        )
+        for ddl in partitions.drop_partition_ddl(PARTITIONED_TABLE, name):
+            await session.execute(text(ddl))
+
+
 async def create_monthly_partitions(session: AsyncSession, today: date, months_ahead: int) -> list[str]:
     """Create the missing monthly partitions from this month to ``months_ahead``; return the new ones."""
     # One maintenance run at a time: CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin.

@@ -82,3 +82,4 @@ class RenderedView(BaseModel):
 class PartitionsEnsured(BaseModel):
     created: list[str]
     existing: list[str]
+    dropped: list[str] = []  # older than NOTIFICATION_RETENTION_MONTHS

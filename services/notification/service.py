@@ -27,6 +27,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import partitions
 from services.notification import repository as repo
 from services.notification.errors import (
     DuplicateTemplate,
@@ -35,6 +36,7 @@ from services.notification.errors import (
 )
 from services.notification.models import (
     EDITABLE_CATEGORIES,
+    PARTITIONED_TABLE,
     AttemptStatus,
     Category,
     Channel,
@@ -233,9 +235,19 @@ async def record_attempt(
     return found
 
 
-async def ensure_partitions(session: AsyncSession, today: date, months_ahead: int) -> PartitionsEnsured:
+async def ensure_partitions(
+    session: AsyncSession, today: date, months_ahead: int, keep_months: int = 0
+) -> PartitionsEnsured:
+    """Create the monthly partitions of ``notifications`` up to ``months_ahead`` and drop those older
+    than the ``keep_months`` whole months before this one (0: keep all), with their delivery logs."""
     created = await repo.create_monthly_partitions(session, today, months_ahead)
-    return PartitionsEnsured(created=created, existing=sorted(await repo.existing_partitions(session)))
+    expired = partitions.expired_monthly_partitions(
+        await repo.existing_partitions(session), PARTITIONED_TABLE, today, keep_months
+    )
+    await repo.drop_monthly_partitions(session, expired)
+    return PartitionsEnsured(
+        created=created, existing=sorted(await repo.existing_partitions(session)), dropped=expired
+    )
 
 
 # --------------------------------------------------------------------------------------------

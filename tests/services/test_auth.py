@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from activities.auth import (
     RequestPasswordResetInput,
 )
 from core.db import SessionFactory
-from core.partitions import add_months, month_start, monthly_partition_name
+from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
 from core.settings import Settings
 from services.auth import passwords, repository, service
 from services.auth.errors import (
@@ -708,6 +708,48 @@ async def test_audit_rows_land_in_their_monthly_partition_and_future_ones_are_cr
         t=edge,
     )
     assert part == monthly_partition_name("security_audit_logs", add_months(this_month, 6))
+
+
+async def test_audit_months_past_the_retention_are_dropped(
+    sessions: dict[str, SessionFactory], db: SessionFactory
+) -> None:
+    """AUDIT_LOG_RETENTION_MONTHS whole months before this one are kept; older monthly partitions are
+    detached and dropped by the daily maintenance, rows and all. 0 keeps everything."""
+    this_month = month_start(datetime.now(UTC).date())
+    old = [date(2019, 3, 1), date(2019, 4, 1)]
+    kept_edge = add_months(this_month, -13)  # the oldest month a 13-month retention keeps
+    user_id = uuid.uuid4()
+    async with db() as s, s.begin():
+        await repository.use_utc(s)
+        await repository.execute_ddl(
+            s, [monthly_partition_ddl("security_audit_logs", m) for m in [*old, kept_edge]]
+        )
+        for month in [*old, kept_edge, this_month]:
+            await repository.insert_audit(
+                s,
+                event_type="login_failed",
+                user_id=user_id,
+                ip=None,
+                user_agent=None,
+                details={},
+                created_at=datetime.combine(month, datetime.min.time(), UTC) + timedelta(days=1),
+            )
+    names = [monthly_partition_name("security_audit_logs", m) for m in old]
+
+    keep_all = AuthActivities(sessions["auth"], audit_log_retention_months=0)
+    assert (await keep_all.ensure_partitions(EnsurePartitionsInput(months_ahead=1))).dropped == []
+
+    keep_13 = AuthActivities(sessions["auth"], audit_log_retention_months=13)
+    result = await keep_13.ensure_partitions(EnsurePartitionsInput(months_ahead=1))
+    assert names == [n for n in result.dropped if n in names]  # oldest first
+    assert monthly_partition_name("security_audit_logs", kept_edge) not in result.dropped
+    gone = await fetch(db, "SELECT relname FROM pg_class WHERE relname = ANY(:n)", n=names)
+    assert gone == []
+    rows = await fetch(
+        db, "SELECT created_at FROM security_audit_logs WHERE user_id = :u ORDER BY created_at", u=user_id
+    )
+    assert [r.created_at.date().replace(day=1) for r in rows] == [kept_edge, this_month]
+    assert (await keep_13.ensure_partitions(EnsurePartitionsInput(months_ahead=1))).dropped == []
 
 
 async def test_concurrent_refreshes_of_one_token_rotate_once(

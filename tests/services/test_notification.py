@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notification import SENDER, EnsurePartitionsInput, NotificationActivities, SendInput
 from core.db import SessionFactory
-from core.partitions import add_months, month_start, monthly_partition_name
+from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
 from services.notification import service
 from services.notification.errors import (
     DuplicateTemplate,
@@ -463,3 +463,54 @@ async def test_partition_routing_and_ensure_partitions(
     assert await partition_of(db, datetime(far.year, far.month, 2, tzinfo=UTC)) == monthly_partition_name(
         "notifications", far
     )
+
+
+async def test_months_past_the_retention_are_dropped_with_their_delivery_logs(
+    db: SessionFactory, smtp_sink: SmtpSink
+) -> None:
+    """NOTIFICATION_RETENTION_MONTHS whole months before this one are kept; older monthly partitions
+    of notifications go, with the delivery attempts (notification_logs) of their notifications, whose
+    foreign key would otherwise refuse the detach. 0 keeps everything."""
+    this_month = month_start(date.today())
+    old, kept_edge = date(2019, 5, 1), add_months(this_month, -13)
+    async with db() as s, s.begin():
+        for month in (old, kept_edge):
+            await s.execute(text(monthly_partition_ddl("notifications", month)))
+    ids = {}
+    for month in (old, kept_edge, this_month):
+        at = datetime(month.year, month.month, 2, tzinfo=UTC)
+        assert await partition_of(db, at) == monthly_partition_name("notifications", month)
+        async with db() as s, s.begin():
+            ids[month] = (
+                await s.execute(text("SELECT id FROM notifications WHERE created_at = :t"), {"t": at})
+            ).scalar_one()
+            s.add(
+                NotificationLog(
+                    notification_id=ids[month], notification_created_at=at, attempt=1, status="sent"
+                )
+            )
+
+    def acts(months: int) -> NotificationActivities:
+        mailer = Mailer("127.0.0.1", smtp_sink.smtp_port, sender=SENDER, timeout=5.0)
+        return NotificationActivities(db, mailer, retention_months=months)
+
+    assert (await acts(0).ensure_partitions(EnsurePartitionsInput(months_ahead=1))).dropped == []
+    result = await acts(13).ensure_partitions(EnsurePartitionsInput(months_ahead=1))
+    old_name = monthly_partition_name("notifications", old)
+    assert old_name in result.dropped and old_name not in result.existing
+    assert monthly_partition_name("notifications", kept_edge) in result.existing
+    async with db() as s:
+        left = (
+            await s.execute(
+                text("SELECT notification_id FROM notification_logs WHERE notification_id = ANY(:i)"),
+                {"i": list(ids.values())},
+            )
+        ).scalars()
+        assert set(left) == {ids[kept_edge], ids[this_month]}
+        remaining = (
+            await s.execute(
+                text("SELECT id FROM notifications WHERE id = ANY(:i)"), {"i": list(ids.values())}
+            )
+        ).scalars()
+        assert set(remaining) == {ids[kept_edge], ids[this_month]}
+    assert (await acts(13).ensure_partitions(EnsurePartitionsInput(months_ahead=1))).dropped == []
