@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     temporal_tls_key_path: Path | None = None
     temporal_api_key: SecretStr | None = None
     temporal_ui_port: int = 8233
+    # Where support opens the Web UI (linked from alert mails); default: the dev server's UI port.
+    temporal_ui_url: str | None = None
     # Path of a temporal CLI binary to use instead of the one on PATH or the cached build.
     temporal_cli_path: Path | None = None
 
@@ -100,6 +102,11 @@ class Settings(BaseSettings):
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
     maintenance_interval_s: float = Field(default=300, ge=10)  # expiry sweeps (reservations, carts)
+    # A saga parked for support (a compensation or post-pivot step it cannot finish alone) mails this
+    # address, besides NeedsAttention in the Web UI and GET /v1/support/sagas. Empty: no mail.
+    support_alert_email: str = Field(
+        default="support@sagashop.test", max_length=320, pattern=r"^([^@\s]+@[^@\s]+)?$"
+    )
     # Retention of the time-partitioned logs, in whole months before the current one (0: keep all).
     # The daily partition-maintenance workflow drops older monthly partitions. order_status_history
     # has none: it is part of the order, kept as long as the order.
@@ -163,6 +170,11 @@ class Settings(BaseSettings):
     @property
     def webhook_base_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def web_ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return (self.temporal_ui_url or f"http://{host}:{self.temporal_ui_port}").rstrip("/")
 
     @property
     def web_base_url(self) -> str:

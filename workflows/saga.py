@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -18,14 +18,30 @@ with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities, SendInput
     from core.temporal import NEEDS_ATTENTION, SAGA_STEP
 
+if TYPE_CHECKING:
+    from core.settings import Settings
+
 
 class SagaTimings(BaseModel):
-    """Durations and retry budgets; settings in production, seconds in tests."""
+    """Durations, retry budgets and where support is alerted; settings in production, seconds in tests."""
 
     activity_timeout_s: float = 30
     step_max_attempts: int = 5  # before the pivot: a step that keeps failing fails the saga
     compensation_max_attempts: int = 10  # then the saga parks as needing attention
     compensation_max_interval_s: float = 60
+    support_alert_email: str | None = None  # a parked saga mails support here (None: no mail)
+    web_ui_url: str | None = None  # the Temporal Web UI, linked from that mail
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SagaTimings:
+        return cls(
+            activity_timeout_s=settings.saga_activity_timeout_s,
+            step_max_attempts=settings.saga_step_attempts,
+            compensation_max_attempts=settings.saga_compensation_attempts,
+            compensation_max_interval_s=settings.saga_compensation_max_interval_s,
+            support_alert_email=settings.support_alert_email or None,
+            web_ui_url=settings.web_ui_url,
+        )
 
 
 class Resolution(BaseModel):
@@ -88,6 +104,7 @@ class Saga:
     parked: str | None = None  # what is waiting for support, shown in queries and the UI
     resolution: Resolution | None = None
     log: list[str] = field(default_factory=list)
+    parks: int = 0  # times this saga asked support for a decision (keys its alert mails)
     # Steps running at the same time may each need support: they wait for the desk one at a time.
     _desk: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -136,6 +153,9 @@ class Saga:
             "from the Web UI or `POST /v1/support/sagas/{workflow_id}/resolve`.\n\n" + details
         )
         workflow.logger.warning("saga parked: %s", what)
+        self.parks += 1
+        if self.timings.support_alert_email:  # (None in inputs from before the alert mail: no mail)
+            await self._alert_support(self.timings.support_alert_email, what, step)
         await workflow.wait_condition(lambda: self.resolution is not None)
         decision = self.resolution
         assert decision is not None
@@ -143,6 +163,26 @@ class Saga:
         workflow.upsert_search_attributes([NEEDS_ATTENTION.value_set(False)])
         workflow.set_current_details(details)
         return decision
+
+    async def _alert_support(self, recipient: str, what: str, step: str | None) -> None:
+        info = workflow.info()
+        ui = self.timings.web_ui_url
+        await send_email(
+            self,
+            "support_alert",
+            user_id=None,
+            recipient=recipient,
+            context={
+                "workflow_id": info.workflow_id,
+                "workflow_type": info.workflow_type,
+                "reason": what.replace("**", ""),
+                "step": step or "",
+                "ui_url": f"{ui}/namespaces/{info.namespace}/workflows/{info.workflow_id}" if ui else "",
+                "resolve_path": f"/v1/support/sagas/{info.workflow_id}/resolve",
+            },
+            retry=RetryPolicy(maximum_attempts=5),
+            key=f"support_alert:{self.parks}",
+        )
 
     def resolve(self, decision: Resolution) -> None:
         if self.parked is None:
@@ -216,16 +256,17 @@ async def send_email(
     recipient: str,
     context: dict[str, Any],
     retry: RetryPolicy | None = None,
+    key: str | None = None,
 ) -> None:
-    """The ``template`` email through the notification service, keyed by workflow and template. A refused
-    mail never blocks a saga; the notification log keeps the attempt."""
+    """The ``template`` email through the notification service, keyed by workflow and ``key`` (the
+    template by default). A refused mail never blocks a saga; the notification log keeps the attempt."""
     wid = workflow.info().workflow_id
     try:
         await workflow.execute_activity_method(
             NotificationActivities.send,
             SendInput.model_validate(
                 {
-                    "idempotency_key": f"{wid}:notify:{template}",
+                    "idempotency_key": f"{wid}:notify:{key or template}",
                     "user_id": user_id,
                     "recipient": recipient,
                     "event_type": template,

@@ -217,15 +217,6 @@ def user_agent(request: Request) -> str | None:
     return request.headers.get("user-agent")
 
 
-def _timings(settings: Settings) -> SagaTimings:
-    return SagaTimings(
-        activity_timeout_s=settings.saga_activity_timeout_s,
-        step_max_attempts=settings.saga_step_attempts,
-        compensation_max_attempts=settings.saga_compensation_attempts,
-        compensation_max_interval_s=settings.saga_compensation_max_interval_s,
-    )
-
-
 def registration_input(
     settings: Settings,
     *,
@@ -248,7 +239,7 @@ def registration_input(
         verification_ttl_hours=int(ttl.total_seconds() // 3600),
         ip=ip,
         user_agent=agent[:1024] if agent else None,
-        timings=_timings(settings),
+        timings=SagaTimings.from_settings(settings),
     )
 
 
@@ -470,7 +461,7 @@ async def request_password_reset(
                     cooldown_s=settings.password_reset_cooldown_s,
                     ip=client_ip(request),
                     user_agent=agent[:1024] if agent else None,
-                    timings=_timings(settings),
+                    timings=SagaTimings.from_settings(settings),
                 ),
                 id=password_reset_workflow_id(email),
                 task_queue=SAGAS_TASK_QUEUE,

@@ -147,12 +147,7 @@ def checkout_input(
             authorization_ttl_s=settings.authorization_ttl_s,
             refund_window_s=settings.refund_window_s,
         ),
-        timings=SagaTimings(
-            activity_timeout_s=settings.saga_activity_timeout_s,
-            step_max_attempts=settings.saga_step_attempts,
-            compensation_max_attempts=settings.saga_compensation_attempts,
-            compensation_max_interval_s=settings.saga_compensation_max_interval_s,
-        ),
+        timings=SagaTimings.from_settings(settings),
         shipping=shipping_options(settings),
     )
 

@@ -263,12 +263,7 @@ async def request_return(
             items=[ReturnLineIn.model_validate(line.model_dump()) for line in body.items],
             webhook_url=f"{settings.webhook_base_url}/v1/webhooks/carriers",
             options=return_options(settings),
-            timings=SagaTimings(
-                activity_timeout_s=settings.saga_activity_timeout_s,
-                step_max_attempts=settings.saga_step_attempts,
-                compensation_max_attempts=settings.saga_compensation_attempts,
-                compensation_max_interval_s=settings.saga_compensation_max_interval_s,
-            ),
+            timings=SagaTimings.from_settings(settings),
         ),
         id=workflow_id,
         task_queue=SAGAS_TASK_QUEUE,

@@ -322,6 +322,21 @@ async def test_support_resolves_a_parked_compensation(
 
         again = await eventually(parked_again, 20, "the retried compensation to park again")
         assert "order.fail" in again["needs_attention"] and again["status"] == "compensating"
+
+        # Support was mailed each time the saga parked, with the step, the reason and the way to decide.
+        async def alerts() -> list[dict[str, Any]] | None:
+            async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url) as sink:
+                found = (
+                    await sink.get("/messages", params={"to": stack.settings.support_alert_email})
+                ).json()
+            mine = [m for m in found if workflow_id in m["subject"]]
+            return mine if len(mine) == 2 else None
+
+        for alert in await eventually(alerts, 20, "two support alerts"):
+            assert alert["subject"] == f"[needs attention] checkout {workflow_id}"
+            assert "Step: order.fail" in alert["text"] and "keeps failing" in alert["text"]
+            assert f"POST /v1/support/sagas/{workflow_id}/resolve" in alert["text"]
+            assert f"/namespaces/default/workflows/{workflow_id}" in alert["text"]
         for bad in (
             {"action": "ignore", "note": "x"},
             {"action": "skip"},
