@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from devstack.postgres import LocalCluster, bootstrap_databases
 from devstack.stack import api_spec, sandbox_specs, settings_env, worker_specs
 from devstack.supervisor import Supervisor
 from devstack.temporal_cli import dev_server_tuning_args, find_temporal_cli
+from tests.factories import shipping_methods
 
 
 @dataclass
@@ -155,6 +157,12 @@ async def temporal_env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]
 @pytest.fixture(scope="session")
 def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+async def methods(stack: Stack, sessions: dict[str, SessionFactory]) -> dict[str, uuid.UUID]:
+    """The demo shipping methods (loaded once, idempotent), keyed like ``US:standard``."""
+    return await shipping_methods(sessions)
 
 
 @dataclass

@@ -9,11 +9,9 @@ from another one: the per-address login counters of other tests never move, nor 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 import re
-import time
 import uuid
 from typing import Any
 
@@ -25,6 +23,7 @@ from temporalio.service import RPCError
 from core.db import SessionFactory
 from services.auth import service as auth_service
 from tests.conftest import Stack, record_history
+from tests.probes import mail_with, mails
 from workflows.password_reset import PasswordResetStatus, PasswordResetWorkflow, password_reset_workflow_id
 from workflows.registration import registration_workflow_id
 
@@ -54,24 +53,6 @@ MODULE_ADDRESS = other_address()
 def own(stack: Stack) -> httpx.AsyncClient:
     """This module's client: its logins never depend on failures others made from 127.0.0.1."""
     return from_address(stack, MODULE_ADDRESS)
-
-
-async def mails(stack: Stack, to: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url, timeout=10) as sink:
-        response = await sink.get("/messages", params={"to": to})
-        response.raise_for_status()
-        found: list[dict[str, Any]] = response.json()
-        return found
-
-
-async def wait_mail(stack: Stack, to: str, subject: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for mail in await mails(stack, to):
-            if subject in (mail.get("subject") or ""):
-                return mail
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no mail {subject!r} to {to}")
 
 
 def link_token(mail: dict[str, Any], path: str) -> str:
@@ -208,7 +189,7 @@ async def test_verify_email_with_the_token_from_the_mail(
     email = new_email("verify")
     async with own(stack) as http:
         registered = await register(http, email)
-        mail = await wait_mail(stack, email, "Welcome to sagashop")
+        mail = await mail_with(stack, email, "Welcome to sagashop")
         token = link_token(mail, "verify-email")
         assert mail["text"].count(f"{stack.settings.web_base_url}/verify-email?token={token}") == 1
 
@@ -389,7 +370,7 @@ async def test_password_reset_end_to_end(stack: Stack, sessions: dict[str, Sessi
         assert asked.status_code == 202, asked.text
         again = await http.post("/v1/auth/password-reset", json={"email": email})  # joins the open run
         assert again.status_code == 202
-        mail = await wait_mail(stack, email, "Reset your sagashop password")
+        mail = await mail_with(stack, email, "Reset your sagashop password")
         token = link_token(mail, "reset-password")
 
         weak = await http.post(

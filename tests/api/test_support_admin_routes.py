@@ -6,11 +6,8 @@ including that a refused or invalid write leaves nothing behind."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,18 +27,13 @@ from tests.factories import (
     Shopper,
     fill_cart,
     make_shopper,
-    shipping_methods,
     stocked_variant,
 )
+from tests.probes import eventually
 
 pytestmark = pytest.mark.timeout(300)
 PROBLEM = "application/problem+json"
 TERMINAL = {"confirmed", "failed", "cancelled", "shipped"}
-
-
-@pytest.fixture(scope="module")
-async def methods(stack: Stack, sessions: dict[str, SessionFactory]) -> dict[str, uuid.UUID]:
-    return await shipping_methods(sessions)
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +62,6 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
 def field_errors(response: httpx.Response) -> set[str]:
     body = problem(response, 422)
     return {".".join(str(p) for p in e["loc"]) for e in body.get("errors") or []}
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.3)
 
 
 async def count(sessions: dict[str, SessionFactory], db: str, sql: str, **params: Any) -> int:
@@ -115,7 +96,7 @@ async def place_order(
         saga = body.get("saga") or {}
         return body if response.status_code == 200 and saga.get("status") in wanted else None
 
-    body: dict[str, Any] = await eventually(reached, 60, f"order {order_id} in {wanted}")
+    body: dict[str, Any] = await eventually(reached, f"order {order_id} in {wanted}", 60)
     body["variant"] = variant
     return body
 
@@ -217,7 +198,7 @@ async def test_support_finds_orders_with_their_saga_and_notes(
             saga: dict[str, Any] | None = row["saga"]
             return saga if saga and saga["order_status"] == "confirmed" else None
 
-        saga = await eventually(saga_visible, 20, "the saga's search attributes")
+        saga = await eventually(saga_visible, "the saga's search attributes", 20)
         assert saga["workflow_id"] == order["workflow_id"] and saga["execution_status"] == "RUNNING"
         assert saga["needs_attention"] is False
         assert await found(f"customer_id={customer.user_id}&status=failed") == []
@@ -295,7 +276,7 @@ async def test_support_resolves_a_parked_compensation(
             mine = [s for s in response.json()["items"] if s["workflow_id"] == workflow_id]
             return mine[0] if mine else None
 
-        saga = await eventually(parked, 40, "the parked saga in the visibility store")
+        saga = await eventually(parked, "the parked saga in the visibility store", 40)
         assert saga["order_id"] == order_id and saga["customer_id"] == str(customer.user_id)
         assert saga["workflow_type"] == "checkout" and saga["order_status"] == "compensating"
         assert "Needs attention" in saga["details"] and "order.fail" in saga["details"]
@@ -320,7 +301,7 @@ async def test_support_resolves_a_parked_compensation(
             state = (await http.get(f"/v1/support/orders/{order_id}", headers=agent.headers)).json()["saga"]
             return state if state and state["needs_attention"] else None
 
-        again = await eventually(parked_again, 20, "the retried compensation to park again")
+        again = await eventually(parked_again, "the retried compensation to park again", 20)
         assert "order.fail" in again["needs_attention"] and again["status"] == "compensating"
 
         # Support was mailed each time the saga parked, with the step, the reason and the way to decide.
@@ -332,7 +313,7 @@ async def test_support_resolves_a_parked_compensation(
             mine = [m for m in found if workflow_id in m["subject"]]
             return mine if len(mine) == 2 else None
 
-        for alert in await eventually(alerts, 20, "two support alerts"):
+        for alert in await eventually(alerts, "two support alerts", 20):
             assert alert["subject"] == f"[needs attention] checkout {workflow_id}"
             assert "Step: order.fail" in alert["text"] and "keeps failing" in alert["text"]
             assert f"POST /v1/support/sagas/{workflow_id}/resolve" in alert["text"]
@@ -356,7 +337,7 @@ async def test_support_resolves_a_parked_compensation(
             state = (await http.get(f"/v1/support/orders/{order_id}", headers=agent.headers)).json()["saga"]
             return state if state and state["status"] in TERMINAL else None
 
-        final = await eventually(ended, 30, "the saga to finish compensating")
+        final = await eventually(ended, "the saga to finish compensating", 30)
         assert final["status"] == "failed" and final["needs_attention"] is None
         assert (
             f"skipped by support:{agent.user_id}: order.fail (cancelled by hand, ticket 4711)" in final["log"]

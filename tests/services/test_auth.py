@@ -14,6 +14,7 @@ import pytest
 from argon2 import PasswordHasher, Type
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.auth import (
@@ -647,6 +648,12 @@ async def test_delete_user_compensation_removes_the_account(
 # --- security audit log partitions ----------------------------------------------------------------
 
 
+async def failed_login_at(s: AsyncSession, user_id: uuid.UUID, at: datetime) -> None:
+    await repository.insert_audit(
+        s, event_type="login_failed", user_id=user_id, ip=None, user_agent=None, details={}, created_at=at
+    )
+
+
 async def test_audit_rows_land_in_their_monthly_partition_and_future_ones_are_created(
     acts: AuthActivities, db: SessionFactory
 ) -> None:
@@ -657,15 +664,7 @@ async def test_audit_rows_land_in_their_monthly_partition_and_future_ones_are_cr
             at = datetime.combine(add_months(this_month, months), datetime.min.time(), UTC) + timedelta(
                 days=3
             )
-            await repository.insert_audit(
-                s,
-                event_type="login_failed",
-                user_id=user_id,
-                ip=None,
-                user_agent=None,
-                details={},
-                created_at=at,
-            )
+            await failed_login_at(s, user_id, at)
     rows = await fetch(
         db,
         "SELECT tableoid::regclass::text AS part, created_at FROM security_audit_logs WHERE user_id = :u"
@@ -692,15 +691,7 @@ async def test_audit_rows_land_in_their_monthly_partition_and_future_ones_are_cr
     # A row six months ahead now has a home; month boundaries are midnight UTC.
     edge = datetime.combine(add_months(this_month, 6), datetime.min.time(), UTC)
     async with db() as s, s.begin():
-        await repository.insert_audit(
-            s,
-            event_type="login_failed",
-            user_id=user_id,
-            ip=None,
-            user_agent=None,
-            details={},
-            created_at=edge,
-        )
+        await failed_login_at(s, user_id, edge)
     part = await scalar(
         db,
         "SELECT tableoid::regclass::text FROM security_audit_logs WHERE user_id = :u AND created_at = :t",
@@ -725,14 +716,8 @@ async def test_audit_months_past_the_retention_are_dropped(
             s, [monthly_partition_ddl("security_audit_logs", m) for m in [*old, kept_edge]]
         )
         for month in [*old, kept_edge, this_month]:
-            await repository.insert_audit(
-                s,
-                event_type="login_failed",
-                user_id=user_id,
-                ip=None,
-                user_agent=None,
-                details={},
-                created_at=datetime.combine(month, datetime.min.time(), UTC) + timedelta(days=1),
+            await failed_login_at(
+                s, user_id, datetime.combine(month, datetime.min.time(), UTC) + timedelta(days=1)
             )
     names = [monthly_partition_name("security_audit_logs", m) for m in old]
 

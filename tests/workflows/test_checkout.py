@@ -5,8 +5,6 @@ database state after compensation."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 import uuid
 from typing import Any
@@ -22,26 +20,19 @@ from core.db import SessionFactory
 from services.discount import service as discount_service
 from services.discount.schemas import CouponIn
 from services.payment.provider import PspSandboxProvider
-from services.product import service as product_service
 from tests.conftest import Stack, record_history
 from tests.factories import (
     DECLINED_CARD,
     THREE_DS_CARD,
     Shopper,
-    StockedVariant,
     fill_cart,
     make_shopper,
-    shipping_methods,
     stocked_variant,
 )
+from tests.probes import history_text, ledger_rows, mail_with, stock
 
 pytestmark = pytest.mark.timeout(600)
 TERMINAL = {"confirmed", "failed", "cancelled", "shipped"}
-
-
-@pytest.fixture(scope="module")
-async def methods(stack: Stack, sessions: dict[str, SessionFactory]) -> dict[str, uuid.UUID]:
-    return await shipping_methods(sessions)
 
 
 async def checkout(
@@ -91,25 +82,6 @@ async def wait_status(
     raise AssertionError(f"order {order_id} never reached {wanted}: {body}")
 
 
-async def wait_mail(stack: Stack, to: str, subject_part: str, timeout_s: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url) as sink:
-        while time.monotonic() < deadline:
-            messages = (await sink.get("/messages", params={"to": to})).json()
-            items = messages if isinstance(messages, list) else messages.get("messages", [])
-            for message in items:
-                if subject_part in message.get("subject", ""):
-                    return dict(message)
-            await asyncio.sleep(0.3)
-    raise AssertionError(f"no mail to {to} with {subject_part!r}")
-
-
-async def stock(sessions: dict[str, SessionFactory], variant: StockedVariant) -> tuple[int, int]:
-    async with sessions["product"]() as s:
-        level = (await product_service.stock_of(s, [variant.variant_id]))[0]
-    return level.on_hand, level.reserved
-
-
 async def cart_status(sessions: dict[str, SessionFactory], user_id: uuid.UUID) -> str:
     async with sessions["cart"]() as s:
         return str(
@@ -127,17 +99,6 @@ async def psp_authorizations(stack: Stack, order_id: str) -> list[Any]:
         return await psp.list_authorizations(reference=order_id)
 
 
-async def ledger_rows(sessions: dict[str, SessionFactory], order_id: str) -> list[tuple[str, str, int]]:
-    async with sessions["payment"]() as s:
-        rows = await s.execute(
-            text(
-                "SELECT type, status, amount FROM payment_transactions WHERE order_id = :o ORDER BY created_at"
-            ),
-            {"o": uuid.UUID(order_id)},
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-
 async def psp_token_of(stack: Stack, sessions: dict[str, SessionFactory], shopper: Shopper) -> str:
     async with sessions["user"]() as s:
         stored = (
@@ -149,26 +110,6 @@ async def psp_token_of(stack: Stack, sessions: dict[str, SessionFactory], shoppe
     token = TokenCipher.from_settings(stack.settings).decrypt(stored)
     assert token.startswith("tok_")
     return token
-
-
-async def history_payloads(stack: Stack, workflow_id: str) -> str:
-    """Every payload of a workflow's history, decoded: what the Web UI shows of it."""
-    history = json.loads((await stack.client.get_workflow_handle(workflow_id).fetch_history()).to_json())
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("metadata"), dict) and isinstance(node.get("data"), str):
-                found.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(history)
-    assert found, f"no payloads in the history of {workflow_id}"
-    return "\n".join(found)
 
 
 async def new_coupon(sessions: dict[str, SessionFactory], **limits: Any) -> str:
@@ -218,12 +159,12 @@ async def test_happy_path_confirms_the_order(
     auths = await psp_authorizations(stack, order_id)
     assert [a.status for a in auths] == ["authorized"] and auths[0].amount == totals["total_amount"]
     assert await ledger_rows(sessions, order_id) == [("authorize", "succeeded", totals["total_amount"])]
-    mail = await wait_mail(stack, shopper.email, f"Order {body['order']['order_number']} confirmed")
+    mail = await mail_with(stack, shopper.email, f"Order {body['order']['order_number']} confirmed")
     assert "Test" in mail["text"] and "$" in mail["text"]  # first name and the rendered total
     # Support staff read histories in the Web UI: the card's provider token is in them only encrypted.
     token = await psp_token_of(stack, sessions, shopper)
     for workflow_id in (saga["workflow_id"], f"payment-{order_id}"):
-        payloads = await history_payloads(stack, workflow_id)
+        payloads = await history_text(stack, workflow_id)
         assert token not in payloads and "psp_token_encrypted" in payloads, workflow_id
     await record_history(stack.client, saga["workflow_id"], "checkout", "happy_path")
     await record_history(stack.client, f"payment-{order_id}", "payment", "authorized")
@@ -355,16 +296,7 @@ async def test_address_or_card_not_usable_is_refused_before_any_saga(
             assert (error["loc"], error["type"]) == (["body", field], error_type) and error["msg"]
             with pytest.raises(RPCError):  # no workflow under this key
                 await stack.client.get_workflow_handle(checkout_workflow_id(shopper.user_id, key)).describe()
-        # the expired card of the other shopper, used by its owner
-        expired = await http.post(
-            "/v1/checkout",
-            json={
-                "shipping_address_id": str(other.address_id),
-                "shipping_method_id": str(methods["US:standard"]),
-                "payment_method_id": str(other.payment_method_id),
-            },
-            headers={**other.headers, "Idempotency-Key": str(uuid.uuid4())},
-        )
+        expired = await checkout(http, other, methods["US:standard"])  # the other's card, by its owner
         assert expired.status_code == 422, expired.text
         assert expired.json()["errors"][0]["type"] == "PaymentMethodExpired"
         assert expired.json()["errors"][0]["loc"] == ["body", "payment_method_id"]

@@ -7,12 +7,9 @@ compensation when the profile step is refused. Each scenario stores its history 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import random
 import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +24,7 @@ from services.auth.errors import UserNotFound
 from services.auth.passwords import hash_password
 from services.user import service as user_service
 from tests.conftest import Stack, record_history
+from tests.probes import history_text, mails
 from workflows.registration import RegistrationStatus, RegistrationWorkflow, registration_workflow_id
 
 pytestmark = pytest.mark.timeout(300)
@@ -58,32 +56,6 @@ async def finished(stack: Stack, email: str) -> RegistrationStatus:
     return await asyncio.wait_for(handle.result(), 60)
 
 
-async def mails(stack: Stack, to: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url, timeout=10) as sink:
-        found: list[dict[str, Any]] = (await sink.get("/messages", params={"to": to})).json()
-        return found
-
-
-async def history_text(stack: Stack, email: str) -> str:
-    """The history as JSON, followed by every payload decoded (payloads are base64 in the JSON)."""
-    history = await stack.client.get_workflow_handle(registration_workflow_id(email)).fetch_history()
-    raw = history.to_json()
-    decoded: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("data"), str) and "metadata" in node:
-                decoded.append(base64.b64decode(node["data"]).decode(errors="replace"))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(raw))
-    return raw + "\n" + "\n".join(decoded)
-
-
 async def test_registration_creates_user_and_profile_then_sends_the_mail(
     stack: Stack, sessions: dict[str, SessionFactory]
 ) -> None:
@@ -112,7 +84,7 @@ async def test_registration_creates_user_and_profile_then_sends_the_mail(
     assert progress["status"] == "completed" and progress["verification_email_sent"] is True
 
     # only the argon2id hash travelled through the workflow, never the password
-    recorded = await history_text(stack, email.lower())
+    recorded = await history_text(stack, registration_workflow_id(email.lower()))
     assert PASSWORD not in recorded and "$argon2id$" in recorded
     await record_history(stack.client, registration_workflow_id(email.lower()), "registration", "created")
 
@@ -128,7 +100,7 @@ async def test_registering_a_taken_email_after_the_first_saga_finished(
     assert again.status_code == 409 and again.json()["type"] == "/problems/email-already-registered"
     status = await finished(stack, email)  # the second run, refused by the auth service
     assert status.status == "rejected" and status.failure_type == "EmailAlreadyRegistered"
-    recorded = await history_text(stack, email)
+    recorded = await history_text(stack, registration_workflow_id(email))
     assert "auth.delete_user" not in recorded and "user.create_profile" not in recorded
     async with sessions["auth"]() as s:
         count = (
@@ -218,7 +190,7 @@ async def test_a_refused_profile_step_deletes_the_auth_user_again(
     async with sessions["user"]() as s:
         profile = await user_service.get_profile(s, user_id)
     assert profile.email == squatter  # the refused step's compensation did not run
-    recorded = await history_text(stack, email)
+    recorded = await history_text(stack, registration_workflow_id(email))
     assert "user.delete_profile" not in recorded
     assert await mails(stack, email) == []
     await record_history(stack.client, registration_workflow_id(email), "registration", "profile_refused")

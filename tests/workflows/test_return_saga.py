@@ -20,24 +20,12 @@ from services.discount.schemas import CouponIn
 from services.payment.provider import PspSandboxProvider
 from services.shipping.carrier import CarrierSandboxClient
 from tests.conftest import Stack, record_history
-from tests.factories import Shopper, make_shopper, shipping_methods, stocked_variant
-from tests.workflows.test_shipping_saga import (
-    advance,
-    deliver,
-    eventually,
-    ledger_rows,
-    mail_with,
-    place_order,
-    stock,
-)
+from tests.factories import Shopper, make_shopper, stocked_variant
+from tests.probes import eventually, ledger_rows, mail_with, stock
+from tests.workflows.test_shipping_saga import advance, deliver, place_order
 from workflows.shipping import return_shipment_id
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-async def methods(stack: Stack, sessions: dict[str, SessionFactory]) -> dict[str, uuid.UUID]:
-    return await shipping_methods(sessions)
 
 
 @pytest.fixture(scope="module")

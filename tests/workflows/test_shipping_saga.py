@@ -6,9 +6,7 @@ support), a shopper cancel before the first scan (label voided) and after it (re
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from typing import Any
 
@@ -19,7 +17,6 @@ from sqlalchemy import text
 from core.db import SessionFactory
 from sandboxes.signing import sign
 from services.payment.provider import PspSandboxProvider
-from services.product import service as product_service
 from services.shipping.carrier import CarrierSandboxClient
 from tests.conftest import Stack, record_history
 from tests.factories import (
@@ -27,32 +24,15 @@ from tests.factories import (
     StockedVariant,
     fill_cart,
     make_shopper,
-    shipping_methods,
     stocked_variant,
 )
+from tests.probes import eventually, ledger_rows, mail_with, mails, stock
 from workflows.shipping import ShippingStatus, ShippingWorkflow, outbound_shipment_id
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-async def methods(stack: Stack, sessions: dict[str, SessionFactory]) -> dict[str, uuid.UUID]:
-    return await shipping_methods(sessions)
-
-
 # -- helpers (the return saga tests use them too) ----------------------------------------------------
-async def eventually(check: Any, what: str, timeout_s: float = 30, poll_s: float = 0.25) -> Any:
-    """Poll ``check()`` (async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(poll_s)
-    raise AssertionError(f"never: {what} (last: {last!r})")
-
-
 async def place_order(
     stack: Stack,
     http: httpx.AsyncClient,
@@ -149,43 +129,10 @@ async def deliver(stack: Stack, http: httpx.AsyncClient, shopper: Shopper, order
     return await order_status(http, shopper, order_id, {"delivered"})
 
 
-async def mails(stack: Stack, to: str) -> list[dict[str, Any]]:
-    async with httpx.AsyncClient(base_url=stack.settings.mail_sink_url, timeout=10) as sink:
-        response = await sink.get("/messages", params={"to": to})
-        response.raise_for_status()
-        found: list[dict[str, Any]] = response.json()
-        return found
-
-
-async def mail_with(stack: Stack, to: str, subject_part: str) -> dict[str, Any]:
-    async def check() -> dict[str, Any] | None:
-        return next((m for m in await mails(stack, to) if subject_part in (m["subject"] or "")), None)
-
-    result: dict[str, Any] = await eventually(check, f"a mail to {to} about {subject_part!r}")
-    return result
-
-
 async def psp_authorization(stack: Stack, order_id: str) -> Any:
     async with PspSandboxProvider(stack.settings.psp_url) as psp:
         (auth,) = await psp.list_authorizations(reference=order_id)
         return auth
-
-
-async def ledger_rows(sessions: dict[str, SessionFactory], order_id: str) -> list[tuple[str, str, int]]:
-    async with sessions["payment"]() as s:
-        rows = await s.execute(
-            text(
-                "SELECT type, status, amount FROM payment_transactions WHERE order_id = :o ORDER BY created_at"
-            ),
-            {"o": uuid.UUID(order_id)},
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-
-async def stock(sessions: dict[str, SessionFactory], variant: StockedVariant) -> tuple[int, int]:
-    async with sessions["product"]() as s:
-        level = (await product_service.stock_of(s, [variant.variant_id]))[0]
-    return level.on_hand, level.reserved
 
 
 async def shipment_row(sessions: dict[str, SessionFactory], order_id: str) -> dict[str, Any]:
