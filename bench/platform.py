@@ -41,19 +41,9 @@ from typing import Any
 import httpx
 
 from bench.harness import ProcessSource, TemporalTarget, pid_source, postgres_source
+from core.registry import SERVICE_NAMES
 
-PLATFORM_SERVICES = (
-    "auth",
-    "user",
-    "product",
-    "order",
-    "payment",
-    "notification",
-    "cart",
-    "discount",
-    "shipping",
-    "return",
-)
+PLATFORM_SERVICES = SERVICE_NAMES  # one worker kind per service (core/registry.py)
 DEFAULT_STOCK = 10_000_000  # units per benchmark variant: never runs out
 TOKEN_REFRESH_S = 600.0  # access tokens live 15 minutes; shoppers get a fresh one after 10
 

@@ -15,6 +15,9 @@ import re
 from collections.abc import Iterable
 from datetime import date
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 HASH_PARTITIONS = 8
 MONTHS_AHEAD = 3
 
@@ -48,6 +51,18 @@ def monthly_partitions_ddl(
     return [
         monthly_partition_ddl(parent, add_months(first, k)) for k in range(-months_back, months_ahead + 1)
     ]
+
+
+async def partition_names(session: AsyncSession, parent: str) -> set[str]:
+    """The partitions ``parent`` has now, from the catalogue."""
+    rows = await session.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent"
+        ),
+        {"parent": parent},
+    )
+    return set(rows.scalars())
 
 
 def hash_partitions_ddl(parent: str, modulus: int = HASH_PARTITIONS) -> list[str]:

@@ -343,17 +343,6 @@ async def existing_tables(session: AsyncSession, names: list[str]) -> set[str]:
     return set(rows.scalars())
 
 
-async def partitions_of(session: AsyncSession, parent: str) -> list[str]:
-    rows = await session.execute(
-        text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent"
-        ),
-        {"parent": parent},
-    )
-    return list(rows.scalars())
-
-
 async def lock_timeout(session: AsyncSession, wait: str) -> None:
     """For the rest of the transaction: give up on a lock after ``wait`` instead of queueing."""
     await session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": wait})

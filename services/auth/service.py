@@ -25,6 +25,7 @@ from core.partitions import (
     month_start,
     monthly_partition_ddl,
     monthly_partition_name,
+    partition_names,
 )
 from services.auth import passwords
 from services.auth import repository as repo
@@ -764,7 +765,7 @@ async def drop_expired_audit_partitions(
     before this one (0: none); the names dropped. Waits at most 10 s for the table lock (writers hold
     it briefly): the daily run tries again tomorrow rather than stall sign-ins."""
     expired = expired_monthly_partitions(
-        await repo.partitions_of(session, AUDIT_PARENT), AUDIT_PARENT, today or utcnow().date(), keep_months
+        await partition_names(session, AUDIT_PARENT), AUDIT_PARENT, today or utcnow().date(), keep_months
     )
     if expired:
         await repo.lock_timeout(session, "10s")

@@ -154,14 +154,7 @@ async def upsert_preference(
 
 
 async def existing_partitions(session: AsyncSession, parent: str = PARTITIONED_TABLE) -> set[str]:
-    rows = await session.execute(
-        text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent"
-        ),
-        {"parent": parent},
-    )
-    return {r[0] for r in rows}
+    return await partitions.partition_names(session, parent)
 
 
 async def drop_monthly_partitions(session: AsyncSession, names: list[str]) -> None:

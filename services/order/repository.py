@@ -206,14 +206,7 @@ async def list_orders(
 
 
 async def existing_partitions(session: AsyncSession, parent: str) -> set[str]:
-    rows = await session.execute(
-        text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent"
-        ),
-        {"parent": parent},
-    )
-    return {r[0] for r in rows}
+    return await partitions.partition_names(session, parent)
 
 
 async def create_history_partitions(session: AsyncSession, today: date, months_ahead: int) -> list[str]:
