@@ -156,6 +156,27 @@ POSITIVE_EXPECTED = [
 ]  # the default (5xx: not_a_server_error)
 
 
+# "Invalid data should be rejected" (negative_data_rejection) accepts schemathesis' default refusals
+# and 413: a generated string far over its maxLength can make the whole body larger than the API takes
+# (API_MAX_BODY_BYTES, 1 MiB), and the API then refuses it before reading it, as it should.
+NEGATIVE_EXPECTED = [
+    "400",
+    "401",
+    "403",
+    "404",
+    "405",
+    "406",
+    "409",
+    "413",
+    "415",
+    "422",
+    "428",
+    "429",
+    "5xx",
+]
+CHECKS = {"enabled": True, "negative_data_rejection": {"expected-statuses": NEGATIVE_EXPECTED}}
+
+
 def _operation_configs() -> list[dict[str, Any]]:
     return [
         {
@@ -180,7 +201,7 @@ def api_schema(stack: Stack, admin: Shopper) -> Any:
             # JSON strings may hold NUL, PostgreSQL text may not: the API refuses NUL as bad input (422,
             # tests/api/test_support_admin_routes.py), so a schema-valid string here is NUL-free.
             "generation": {"max-examples": MAX_EXAMPLES, "allow-x00": False},
-            "checks": {"enabled": True},
+            "checks": CHECKS,
             "phases": {
                 "examples": {"enabled": True},
                 "coverage": {"enabled": True},
@@ -225,3 +246,21 @@ def test_semantic_refusals_apply_to_their_operations_only() -> None:
             widened[(operation.method.upper(), operation.path)] = tuple(extra)
     assert widened == {key: value for key, value in SEMANTIC_REFUSALS.items() if key in widened}
     assert set(widened) <= set(SEMANTIC_REFUSALS)
+
+
+def test_an_oversized_body_counts_as_rejected_invalid_data() -> None:
+    """413 is a refusal for every operation, with the per-operation allowances in place too."""
+    from api.app import create_app
+    from core.settings import Settings
+
+    config = schemathesis.Config.from_dict(
+        {
+            "checks": CHECKS,
+            "operations": _operation_configs(),
+        }
+    )
+    loaded = schemathesis.openapi.from_dict(create_app(Settings()).openapi(), config=config)
+    for result in loaded.get_all_operations():
+        assert isinstance(result, Ok), result
+        checks = loaded.config.checks_config_for(operation=result.ok(), phase=None)
+        assert "413" in checks.negative_data_rejection.expected_statuses
