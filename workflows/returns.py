@@ -19,7 +19,6 @@ is recorded (or refused: the update fails with the service's error type, e.g. ``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -59,12 +58,10 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         Saga,
         SagaTimings,
+        StepwiseSaga,
         failure_message,
         failure_type,
-        run_step,
-        run_until_done,
         send_email,
-        set_step,
         step_retry,
         wait_until,
     )
@@ -165,7 +162,7 @@ class ReturnSagaStatus(BaseModel):
 
 
 @workflow.defn(name="return")
-class ReturnWorkflow:
+class ReturnWorkflow(StepwiseSaga):
     def __init__(self) -> None:
         self.inp: ReturnInput | None = None
         self.state: ReturnState = "started"
@@ -596,24 +593,6 @@ class ReturnWorkflow:
             return reply
 
     # == activity plumbing =======================================================================
-    async def _call(
-        self,
-        name: str,
-        method: Callable[..., Awaitable[Any]],
-        arg: BaseModel,
-        *,
-        queue: str,
-        retry: RetryPolicy | None = None,
-    ) -> Any:
-        self._set_step(name)
-        return await run_step(self.saga, name, method, arg, queue=queue, retry=retry)
-
-    async def _must(
-        self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
-    ) -> Any:
-        self._set_step(name)
-        return await run_until_done(self.saga, name, method, arg, queue=queue)
-
     async def _notify(self, template: str, extra: dict[str, Any]) -> None:
         inp = self._input()
         context: dict[str, Any] = {
@@ -627,13 +606,6 @@ class ReturnWorkflow:
     def _input(self) -> ReturnInput:
         assert self.inp is not None
         return self.inp
-
-    def _log(self, line: str) -> None:
-        self.saga.log.append(line)
-
-    def _set_step(self, step: str) -> None:
-        self.step = step
-        set_step(step)
 
     def _set_state(self, state: ReturnState) -> None:
         self.state = state

@@ -248,6 +248,42 @@ async def run_until_done(
                 return None
 
 
+class StepwiseSaga:
+    """The step plumbing of a saga workflow that shows every step it takes as its ``SagaStep`` search
+    attribute (the shipping and return sagas: long-lived, few steps, where support searches by step).
+    The workflow sets ``self.saga`` and ``self.step`` in its ``__init__``."""
+
+    saga: Saga
+    step: str
+
+    def _set_step(self, step: str) -> None:
+        self.step = step
+        set_step(step)
+
+    def _log(self, line: str) -> None:
+        self.saga.log.append(line)
+
+    async def _call(
+        self,
+        name: str,
+        method: Callable[..., Awaitable[Any]],
+        arg: BaseModel,
+        *,
+        queue: str,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        """A step that may fail (``run_step``)."""
+        self._set_step(name)
+        return await run_step(self.saga, name, method, arg, queue=queue, retry=retry)
+
+    async def _must(
+        self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
+    ) -> Any:
+        """A step that has to happen (``run_until_done``)."""
+        self._set_step(name)
+        return await run_until_done(self.saga, name, method, arg, queue=queue)
+
+
 async def send_email(
     saga: Saga,
     template: str,

@@ -24,7 +24,6 @@ shipment of an order without asking the workflow.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -49,12 +48,10 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
         Saga,
         SagaTimings,
+        StepwiseSaga,
         failure_message,
         failure_type,
-        run_step,
-        run_until_done,
         send_email,
-        set_step,
         wait_until,
     )
 
@@ -158,7 +155,7 @@ class _LabelFailed(Exception):
 
 
 @workflow.defn(name="shipping")
-class ShippingWorkflow:
+class ShippingWorkflow(StepwiseSaga):
     def __init__(self) -> None:
         self.inp: ShippingInput | None = None
         self.state: ShippingState = "started"
@@ -475,24 +472,6 @@ class ShippingWorkflow:
         return True
 
     # == activity plumbing =======================================================================
-    async def _call(
-        self,
-        name: str,
-        method: Callable[..., Awaitable[Any]],
-        arg: BaseModel,
-        *,
-        queue: str,
-        retry: RetryPolicy | None = None,
-    ) -> Any:
-        self._set_step(name)
-        return await run_step(self.saga, name, method, arg, queue=queue, retry=retry)
-
-    async def _must(
-        self, name: str, method: Callable[..., Awaitable[Any]], arg: BaseModel, queue: str
-    ) -> Any:
-        self._set_step(name)
-        return await run_until_done(self.saga, name, method, arg, queue=queue)
-
     async def _notify(self, template: str, extra: dict[str, Any]) -> None:
         inp = self._input()
         context: dict[str, Any] = {
@@ -524,13 +503,6 @@ class ShippingWorkflow:
 
     def shipment_id(self) -> uuid.UUID:
         return outbound_shipment_id(self._input().order_id)
-
-    def _log(self, line: str) -> None:
-        self.saga.log.append(line)
-
-    def _set_step(self, step: str) -> None:
-        self.step = step
-        set_step(step)
 
     def _set_state(self, state: ShippingState, reason: str | None = None) -> None:
         self.state = state
