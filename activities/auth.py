@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from core.activity_support import business_errors, idempotent_write
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.ledger import run_once
 from core.settings import Settings
@@ -46,6 +47,8 @@ class CreateUserInput(BaseModel):
     last_name: Name
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
+    # Given: the result carries the verification link (this + the token) encrypted, not the token.
+    link_prefix: str | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _one_password(self) -> CreateUserInput:
@@ -70,9 +73,14 @@ class _CreateUserRecord(BaseModel):
 
 
 class CreateUserResult(BaseModel):
+    """The verification secret, to be emailed (only its hash is stored): the link encrypted with
+    ENCRYPTION_KEY when the input gave ``link_prefix`` (nothing usable in the workflow's history; the
+    notification service decrypts it), else the raw token (inputs from before the encrypted link)."""
+
     user_id: uuid.UUID
     email: str
-    verification_token: str  # raw; to be emailed; only its hash is stored
+    verification_token: str | None = None
+    verification_link_encrypted: str | None = None
 
 
 class DeleteUserInput(BaseModel):
@@ -103,13 +111,17 @@ class RequestPasswordResetInput(BaseModel):
     email: str = Field(min_length=1, max_length=320)  # any string: an unknown email is not an error
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=1024)
+    # Given: the result carries the reset link (this + the token) encrypted, not the token.
+    link_prefix: str | None = Field(default=None, max_length=2000)
 
 
 class RequestPasswordResetResult(BaseModel):
-    """Both None when no active account has the email (the caller answers the same way)."""
+    """All None when no active account has the email (the caller answers the same way). The secret
+    as for CreateUserResult: the link encrypted when the input gave ``link_prefix``, else the token."""
 
     user_id: uuid.UUID | None = None
     token: str | None = None
+    link_encrypted: str | None = None
 
 
 class EnsurePartitionsInput(BaseModel):
@@ -127,9 +139,21 @@ class EnsurePartitionsResult(BaseModel):
 class AuthActivities:
     """Adapts ``services.auth`` to Temporal. Every writing activity is idempotent by key."""
 
-    def __init__(self, sessions: SessionFactory, *, audit_log_retention_months: int = 0) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        audit_log_retention_months: int = 0,
+        cipher: TokenCipher | None = None,
+    ) -> None:
         self.sessions = sessions
         self.audit_log_retention_months = audit_log_retention_months
+        self.cipher = cipher  # encrypts one-time links for inputs with link_prefix
+
+    def _link(self, prefix: str, token: str) -> str:
+        if self.cipher is None:
+            raise RuntimeError("AuthActivities needs a TokenCipher to encrypt one-time links")
+        return self.cipher.encrypt(prefix + token)
 
     async def _write_with_secret(
         self,
@@ -195,6 +219,12 @@ class AuthActivities:
             reissue=reissue,
         )
         assert token is not None
+        if inp.link_prefix is not None:
+            return CreateUserResult(
+                user_id=record.user_id,
+                email=record.email,
+                verification_link_encrypted=self._link(inp.link_prefix, token),
+            )
         return CreateUserResult(user_id=record.user_id, email=record.email, verification_token=token)
 
     @activity.defn(name="auth.delete_user")
@@ -264,6 +294,10 @@ class AuthActivities:
         )
         if token is None:
             return RequestPasswordResetResult()
+        if inp.link_prefix is not None:
+            return RequestPasswordResetResult(
+                user_id=record.user_id, link_encrypted=self._link(inp.link_prefix, token)
+            )
         return RequestPasswordResetResult(user_id=record.user_id, token=token)
 
     @activity.defn(name="auth.ensure_partitions")
@@ -283,7 +317,11 @@ class AuthActivities:
 
 def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
     """The activity callables ``worker.py auth`` registers (besides ``auth.ping``)."""
-    acts = AuthActivities(sessions, audit_log_retention_months=settings.audit_log_retention_months)
+    acts = AuthActivities(
+        sessions,
+        audit_log_retention_months=settings.audit_log_retention_months,
+        cipher=TokenCipher.from_settings(settings),
+    )
     return [
         getattr(acts, name)
         for name in dir(acts)

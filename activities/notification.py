@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.activity_support import business_errors, idempotent_write, read
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.ledger import run_once
 from core.settings import Settings
@@ -50,6 +51,9 @@ class SendInput(BaseModel):
     template_key: str = Field(pattern=TEMPLATE_KEY_PATTERN)
     locale: str = Field(default="en", pattern=LOCALE_PATTERN)
     context: dict[str, Any] = Field(default_factory=dict)
+    # Template variables that must not be readable in workflow histories or stored rows (one-time
+    # links): encrypted with ENCRYPTION_KEY by the service that made them, decrypted here for the mail.
+    secret_context: dict[str, str] = Field(default_factory=dict)
 
 
 class SendResult(BaseModel):
@@ -69,9 +73,17 @@ class EnsurePartitionsResult(PartitionsEnsured):
 class NotificationActivities:
     """Adapts ``services.notification`` to Temporal. Every writing activity is idempotent by key."""
 
-    def __init__(self, sessions: SessionFactory, mailer: Mailer, *, retention_months: int = 0) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        mailer: Mailer,
+        *,
+        retention_months: int = 0,
+        cipher: TokenCipher | None = None,
+    ) -> None:
         self.sessions = sessions
         self.mailer = mailer
+        self.cipher = cipher  # for secret_context
         self.retention_months = retention_months  # NOTIFICATION_RETENTION_MONTHS; 0: keep all
 
     @activity.defn(name="notification.send")
@@ -92,6 +104,7 @@ class NotificationActivities:
                     template_key=inp.template_key,
                     locale=inp.locale,
                     context=inp.model_dump(mode="json")["context"],
+                    secret_context=self._decrypted(inp.secret_context),
                 )
                 notification = prepared.notification
                 if notification.status in (NotificationStatus.SUPPRESSED, NotificationStatus.SENT):
@@ -162,6 +175,11 @@ class NotificationActivities:
             effect=effect,
         )
 
+    def _decrypted(self, secrets: dict[str, str]) -> dict[str, str]:
+        if secrets and self.cipher is None:
+            raise RuntimeError("NotificationActivities needs a TokenCipher for secret_context")
+        return {name: self.cipher.decrypt(value) for name, value in secrets.items()} if self.cipher else {}
+
     @activity.defn(name="notification.ensure_partitions")
     async def ensure_partitions(self, inp: EnsurePartitionsInput) -> EnsurePartitionsResult:
         """Monthly partitions of ``notifications`` from this month to ``months_ahead`` (idempotent DDL);
@@ -180,6 +198,7 @@ def build(sessions: SessionFactory, settings: Settings) -> list[Callable[..., An
         sessions,
         Mailer(settings.smtp_host, settings.smtp_port, sender=SENDER),
         retention_months=settings.notification_retention_months,
+        cipher=TokenCipher.from_settings(settings),
     )
     return [
         getattr(acts, name)

@@ -69,13 +69,14 @@ class PasswordResetWorkflow:
                 email=inp.email,
                 ip=inp.ip,
                 user_agent=inp.user_agent,
+                link_prefix=inp.reset_url,
             ),
             task_queue="auth",
             start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),
             retry_policy=forever_retry(),
             summary="issue a reset token",
         )
-        if issued.user_id is None or issued.token is None:
+        if issued.user_id is None or (issued.token is None and issued.link_encrypted is None):
             self.status = "no_account"
         else:
             self.user_id = issued.user_id
@@ -90,12 +91,11 @@ class PasswordResetWorkflow:
                         recipient=inp.email,
                         event_type="user.password_reset_requested",
                         template_key="password_reset",
-                        context={
-                            # The auth activity does not return the name; the template greets anyway.
-                            "first_name": "there",
-                            "reset_url": inp.reset_url + issued.token,
-                            "expires_minutes": inp.expires_minutes,
-                        },
+                        # The auth activity does not return the name; the template greets anyway.
+                        context={"first_name": "there", "expires_minutes": inp.expires_minutes}
+                        | ({} if issued.link_encrypted else {"reset_url": inp.reset_url + str(issued.token)}),
+                        # the link, encrypted by the auth service: only the notification service reads it
+                        secret_context={"reset_url": issued.link_encrypted} if issued.link_encrypted else {},
                     ),
                     task_queue="notification",
                     start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),

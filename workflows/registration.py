@@ -26,7 +26,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.auth import AuthActivities, CreateUserInput, DeleteUserInput
+    from activities.auth import AuthActivities, CreateUserInput, CreateUserResult, DeleteUserInput
     from activities.notification import NotificationActivities, SendInput
     from activities.user import CreateProfileInput, DeleteProfileInput, UserActivities
     from core.temporal import CUSTOMER_ID
@@ -100,17 +100,17 @@ class RegistrationWorkflow:
         workflow.upsert_search_attributes([CUSTOMER_ID.value_set(str(inp.user_id))])
         self._details()
         try:
-            token = await self._create(inp)
+            created = await self._create(inp)
         except ActivityError as exc:
             await self._fail(exc)
         else:
             self._set("created")
-            await self._welcome(inp, token)
+            await self._welcome(inp, created)
             self._set("completed")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.query_status()
 
-    async def _create(self, inp: RegistrationInput) -> str:
+    async def _create(self, inp: RegistrationInput) -> CreateUserResult:
         key = self._key()
         self.saga.add(
             "auth.delete_user",
@@ -133,6 +133,7 @@ class RegistrationWorkflow:
                 last_name=inp.last_name,
                 ip=inp.ip,
                 user_agent=inp.user_agent,
+                link_prefix=inp.verification_url,
             ),
             "auth",
         )
@@ -157,12 +158,19 @@ class RegistrationWorkflow:
             ),
             "user",
         )
-        token: str = created.verification_token
-        return token
+        result: CreateUserResult = created
+        return result
 
-    async def _welcome(self, inp: RegistrationInput, token: str) -> None:
+    async def _welcome(self, inp: RegistrationInput, created: CreateUserResult) -> None:
         """The verification email: retried until the mail server takes it; a permanent refusal is
-        logged (the account exists either way)."""
+        logged (the account exists either way). The link comes encrypted from the auth service and
+        only the notification service decrypts it; users created before that got the raw token."""
+        context: dict[str, Any] = {"first_name": inp.first_name, "expires_hours": inp.verification_ttl_hours}
+        secrets: dict[str, str] = {}
+        if created.verification_link_encrypted is not None:
+            secrets["verification_url"] = created.verification_link_encrypted
+        else:
+            context["verification_url"] = inp.verification_url + str(created.verification_token)
         self.step = "send verification email"
         set_step(self.step)
         try:
@@ -174,11 +182,8 @@ class RegistrationWorkflow:
                     recipient=inp.email,
                     event_type="user.registered",
                     template_key="welcome_verify_email",
-                    context={
-                        "first_name": inp.first_name,
-                        "verification_url": inp.verification_url + token,
-                        "expires_hours": inp.verification_ttl_hours,
-                    },
+                    context=context,
+                    secret_context=secrets,
                 ),
                 task_queue="notification",
                 start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),

@@ -90,6 +90,9 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+SECRET_PLACEHOLDER = "[secret: in the mail only]"
+
+
 def notification_id_for(idempotency_key: str) -> uuid.UUID:
     return uuid.uuid5(NOTIFICATION_NAMESPACE, idempotency_key)
 
@@ -172,11 +175,15 @@ async def prepare(
     template_key: str,
     locale: str,
     context: dict[str, Any],
+    secret_context: dict[str, str] | None = None,
 ) -> Prepared:
-    """Render and find-or-create the notification of ``idempotency_key`` (see module doc)."""
+    """Render and find-or-create the notification of ``idempotency_key`` (see module doc).
+    ``secret_context`` (one-time links) is rendered into the mail but never stored: the row keeps
+    ``SECRET_PLACEHOLDER`` under those names."""
     await repo.lock_key(session, idempotency_key)
     template = await resolve_template(session, template_key, locale)
-    rendered = render_template(template, context)
+    secrets = secret_context or {}
+    rendered = render_template(template, {**context, **secrets})
     notification_id = notification_id_for(idempotency_key)
     existing = await repo.get_notification(session, notification_id, for_update=True)
     if existing is not None:
@@ -197,7 +204,7 @@ async def prepare(
             "template_key": template.key,
             "locale": template.locale,
             "template_version": template.version,
-            "context": context,
+            "context": {**context, **dict.fromkeys(secrets, SECRET_PLACEHOLDER)},
         },
     )
     return Prepared(created, rendered)

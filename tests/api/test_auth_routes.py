@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from core.db import SessionFactory
 from services.auth import service as auth_service
 from tests.conftest import Stack, record_history
-from tests.probes import mail_with, mails
+from tests.probes import history_text, mail_with, mails
 from workflows.password_reset import PasswordResetStatus, PasswordResetWorkflow, password_reset_workflow_id
 from workflows.registration import registration_workflow_id
 
@@ -53,6 +53,19 @@ MODULE_ADDRESS = other_address()
 def own(stack: Stack) -> httpx.AsyncClient:
     """This module's client: its logins never depend on failures others made from 127.0.0.1."""
     return from_address(stack, MODULE_ADDRESS)
+
+
+async def stored_context(sessions: dict[str, SessionFactory], email: str, template: str) -> str:
+    """The template variables notification_db kept for the mail (the link's place holds a marker)."""
+    async with sessions["notification"]() as s:
+        context = (
+            await s.execute(
+                text("SELECT context FROM notifications WHERE recipient = :r AND template_key = :t"),
+                {"r": email.lower(), "t": template},
+            )
+        ).scalar_one()
+    assert "[secret" in str(context), context
+    return str(context)
 
 
 def link_token(mail: dict[str, Any], path: str) -> str:
@@ -192,6 +205,9 @@ async def test_verify_email_with_the_token_from_the_mail(
         mail = await mail_with(stack, email, "Welcome to sagashop")
         token = link_token(mail, "verify-email")
         assert mail["text"].count(f"{stack.settings.web_base_url}/verify-email?token={token}") == 1
+        # the one-time link is in the mail only: not in the saga's history, not in the stored row
+        assert token not in await history_text(stack, registration_workflow_id(email))
+        assert token not in await stored_context(sessions, email, "welcome_verify_email")
 
         bad = await http.post("/v1/auth/verify-email", json={"token": "x" * 43})
         assert bad.status_code == 400 and bad.json()["type"] == "/problems/invalid-verification-token"
@@ -372,6 +388,9 @@ async def test_password_reset_end_to_end(stack: Stack, sessions: dict[str, Sessi
         assert again.status_code == 202
         mail = await mail_with(stack, email, "Reset your sagashop password")
         token = link_token(mail, "reset-password")
+        # whoever reads the Web UI or notification_db cannot reset this password
+        assert token not in await history_text(stack, password_reset_workflow_id(email))
+        assert token not in await stored_context(sessions, email, "password_reset")
 
         weak = await http.post(
             "/v1/auth/password-reset/confirm", json={"token": token, "new_password": "weak"}

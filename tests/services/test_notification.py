@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
@@ -16,6 +17,7 @@ from sqlmodel import col
 from temporalio.exceptions import ApplicationError
 
 from activities.notification import SENDER, EnsurePartitionsInput, NotificationActivities, SendInput
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
 from services.notification import service
@@ -321,6 +323,31 @@ async def test_disabled_category_is_suppressed_security_always_sent(
 
 # --------------------------------------------------------------------------------------------
 # Sending through the SMTP sink
+
+
+async def test_a_secret_variable_reaches_the_mail_only(
+    db: SessionFactory, acts: NotificationActivities, sink: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    """secret_context (a one-time link, encrypted by the service that made it) is decrypted for the
+    mail; the stored row keeps a marker. Without the key nothing is sent and nothing is written."""
+    cipher = TokenCipher(Fernet.generate_key())
+    link = f"https://shop.test/reset-password?token={uuid.uuid4().hex}"
+    context = dict(CONTEXTS["password_reset"])
+    context.pop("reset_url")
+    inp = send_input("password_reset", context=context, secret_context={"reset_url": cipher.encrypt(link)})
+
+    with pytest.raises(RuntimeError, match="TokenCipher"):
+        await acts.send(inp)  # this worker has no key
+    assert await messages(sink, to=inp.recipient) == []
+
+    keyed = NotificationActivities(
+        db, Mailer("127.0.0.1", smtp_sink.smtp_port, sender=SENDER, timeout=5.0), cipher=cipher
+    )
+    result = await keyed.send(inp)
+    [mail] = await messages(sink, to=inp.recipient)
+    assert link in mail["text"] and link in (mail["html"] or "")
+    row = await notification_row(db, result.notification_id)
+    assert row.context["reset_url"] == service.SECRET_PLACEHOLDER and link not in str(row.context)
 
 
 async def test_send_through_the_smtp_sink_once(
