@@ -150,9 +150,14 @@ class AuthActivities:
         self.audit_log_retention_months = audit_log_retention_months
         self.cipher = cipher  # encrypts one-time links for inputs with link_prefix
 
-    def _link(self, prefix: str, token: str) -> str:
-        if self.cipher is None:
+    def _can_encrypt(self, link_prefix: str | None) -> None:
+        """Before any effect: a worker without the key must not issue a token it cannot hand over."""
+        if link_prefix is not None and self.cipher is None:
             raise RuntimeError("AuthActivities needs a TokenCipher to encrypt one-time links")
+
+    def _link(self, prefix: str, token: str) -> str:
+        self._can_encrypt(prefix)
+        assert self.cipher is not None
         return self.cipher.encrypt(prefix + token)
 
     async def _write_with_secret(
@@ -192,6 +197,7 @@ class AuthActivities:
     async def create_user(self, inp: CreateUserInput) -> CreateUserResult:
         """Create the account (role customer) and its first email verification token.
         Refuses an email already registered with ``EmailAlreadyRegistered``."""
+        self._can_encrypt(inp.link_prefix)
 
         async def effect(s: AsyncSession) -> tuple[_CreateUserRecord, str | None]:
             created = await service.register_user(
@@ -271,6 +277,7 @@ class AuthActivities:
     @activity.defn(name="auth.request_password_reset")
     async def request_password_reset(self, inp: RequestPasswordResetInput) -> RequestPasswordResetResult:
         """A reset token for the active account with this email; nulls when there is none."""
+        self._can_encrypt(inp.link_prefix)
 
         async def effect(s: AsyncSession) -> tuple[_IssuedRecord, str | None]:
             issued = await service.request_password_reset(s, inp.email, ip=inp.ip, user_agent=inp.user_agent)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher, Type
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,7 @@ from activities.auth import (
     IssueEmailVerificationInput,
     RequestPasswordResetInput,
 )
+from core.crypto import TokenCipher
 from core.db import SessionFactory
 from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
 from core.settings import Settings
@@ -194,7 +196,7 @@ async def test_create_user_is_idempotent_and_refuses_duplicates(
     # Raw tokens are never stored, so the replay re-issued one and superseded the unreported first.
     assert sorted(t.status for t in tokens) == ["pending", "superseded"]
     pending = next(t for t in tokens if t.status == "pending")
-    assert pending.token_hash == hashlib.sha256(again.verification_token.encode()).hexdigest()
+    assert pending.token_hash == hashlib.sha256(raw(again.verification_token).encode()).hexdigest()
     ledger = await scalar(
         db, "SELECT result::text FROM idempotency_keys WHERE key = :k", k=inp.idempotency_key
     )
@@ -470,17 +472,59 @@ def test_access_tokens_reject_tampering_expiry_and_other_secrets(issuer: TokenIs
 # --- one-time tokens -------------------------------------------------------------------------------
 
 
+def raw(token: str | None) -> str:
+    """A raw token from a result of an input without ``link_prefix``."""
+    assert token is not None
+    return token
+
+
+async def test_with_a_link_prefix_the_link_comes_back_encrypted(
+    sessions: dict[str, SessionFactory], db: SessionFactory
+) -> None:
+    """The saga's history then holds nothing usable: the link decrypts with ENCRYPTION_KEY only."""
+    cipher = TokenCipher(Fernet.generate_key())
+    acts = AuthActivities(sessions["auth"], cipher=cipher)
+    prefix = "https://shop.test/verify-email?token="
+    inp = CreateUserInput(
+        idempotency_key=key(),
+        user_id=uuid.uuid4(),
+        email=f"link-{uuid.uuid4().hex[:8]}@example.com",
+        password=PASSWORD,
+        first_name="Ada",
+        last_name="Lovelace",
+        link_prefix=prefix,
+    )
+    created = await acts.create_user(inp)
+    assert created.verification_token is None and created.verification_link_encrypted
+    link = cipher.decrypt(created.verification_link_encrypted)
+    assert link.startswith(prefix) and link[len(prefix) :] not in created.verification_link_encrypted
+    async with db() as s, s.begin():
+        assert await service.verify_email(s, link[len(prefix) :]) == created.user_id
+    other = inp.model_copy(
+        update={
+            "idempotency_key": key(),
+            "user_id": uuid.uuid4(),
+            "email": f"x-{uuid.uuid4().hex[:8]}@example.com",
+        }
+    )
+    with pytest.raises(RuntimeError, match="TokenCipher"):  # a worker without the key issues nothing
+        await AuthActivities(sessions["auth"]).create_user(other)
+    assert await scalar(db, "SELECT count(*) FROM users WHERE id = :u", u=other.user_id) == 0
+
+
 async def test_email_verification_is_single_use(acts: AuthActivities, db: SessionFactory) -> None:
     created = await register(acts)
     async with db() as s, s.begin():
-        assert await service.verify_email(s, created.verification_token, ip="192.0.2.5") == created.user_id
+        assert (
+            await service.verify_email(s, raw(created.verification_token), ip="192.0.2.5") == created.user_id
+        )
     assert (
         await scalar(db, "SELECT email_verified_at FROM users WHERE id = :u", u=created.user_id) is not None
     )
     assert "email_verified" in await audit_events(db, created.user_id)
     with pytest.raises(InvalidVerificationToken):
         async with db() as s, s.begin():
-            await service.verify_email(s, created.verification_token)
+            await service.verify_email(s, raw(created.verification_token))
     with pytest.raises(ApplicationError) as err:
         await acts.issue_email_verification(
             IssueEmailVerificationInput(idempotency_key=key(), user_id=created.user_id)
@@ -497,7 +541,7 @@ async def test_reissued_verification_supersedes_the_previous_token(
     )
     with pytest.raises(InvalidVerificationToken):
         async with db() as s, s.begin():
-            await service.verify_email(s, created.verification_token)
+            await service.verify_email(s, raw(created.verification_token))
     async with db() as s, s.begin():
         await service.verify_email(s, issued.token)
     with pytest.raises(ApplicationError) as err:
