@@ -267,6 +267,11 @@ class ReturnWorkflow(StepwiseSaga):
             )
             workflow.logger.warning("support: %s", self.escalated)
             self._attention_changed()
+            await self.saga.alert(
+                self.escalated,
+                self.step,
+                todo=f"Approve or reject it: the `decide` update, or POST /v1/support/returns/{inp.return_id}/decision.",
+            )
             await workflow.wait_condition(lambda: self.decision is not None)
             self.escalated = None
             self._attention_changed()

@@ -104,7 +104,7 @@ class Saga:
     parked: str | None = None  # what is waiting for support, shown in queries and the UI
     resolution: Resolution | None = None
     log: list[str] = field(default_factory=list)
-    parks: int = 0  # times this saga asked support for a decision (keys its alert mails)
+    alerts: int = 0  # support alert mails asked for so far (keys them)
     # Steps running at the same time may each need support: they wait for the desk one at a time.
     _desk: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -153,9 +153,13 @@ class Saga:
             "from the Web UI or `POST /v1/support/sagas/{workflow_id}/resolve`.\n\n" + details
         )
         workflow.logger.warning("saga parked: %s", what)
-        self.parks += 1
-        if self.timings.support_alert_email:  # (None in inputs from before the alert mail: no mail)
-            await self._alert_support(self.timings.support_alert_email, what, step)
+        resolve = f"/v1/support/sagas/{workflow.info().workflow_id}/resolve"
+        await self.alert(
+            what,
+            step,
+            todo="Nothing moves until someone decides: the workflow's `resolve` update (action retry or "
+            f"skip, with a note), from the Web UI or with POST {resolve}. This mail comes each time it parks.",
+        )
         await workflow.wait_condition(lambda: self.resolution is not None)
         decision = self.resolution
         assert decision is not None
@@ -164,7 +168,14 @@ class Saga:
         workflow.set_current_details(details)
         return decision
 
-    async def _alert_support(self, recipient: str, what: str, step: str | None) -> None:
+    async def alert(self, what: str, step: str | None = None, *, todo: str) -> None:
+        """Mail support (SagaTimings.support_alert_email; none in inputs from before the alert mail):
+        what is wrong, the step, a Web UI link and ``todo``, what support can do about it. A few
+        attempts; a mail that cannot be sent never holds the saga up for long."""
+        recipient = self.timings.support_alert_email
+        if not recipient:
+            return
+        self.alerts += 1
         info = workflow.info()
         ui = self.timings.web_ui_url
         await send_email(
@@ -178,10 +189,10 @@ class Saga:
                 "reason": what.replace("**", ""),
                 "step": step or "",
                 "ui_url": f"{ui}/namespaces/{info.namespace}/workflows/{info.workflow_id}" if ui else "",
-                "resolve_path": f"/v1/support/sagas/{info.workflow_id}/resolve",
+                "todo": todo,
             },
-            retry=RetryPolicy(maximum_attempts=5),
-            key=f"support_alert:{self.parks}",
+            retry=RetryPolicy(maximum_attempts=3),
+            key=f"support_alert:{self.alerts}",
         )
 
     def resolve(self, decision: Resolution) -> None:

@@ -304,7 +304,7 @@ class ShippingWorkflow(StepwiseSaga):
                     if picked_up
                     else f"the carrier has not picked the parcel up within {within:g} s of the label"
                 )
-                self._raise_stall(what)
+                await self._raise_stall(what)
                 await workflow.wait_condition(self._has_work)
             if self.cancel_request is not None and not self.cancel_answered:
                 await self._handle_cancel()
@@ -336,6 +336,7 @@ class ShippingWorkflow(StepwiseSaga):
                 "support: carrier exception on order %s: %s", self._order_id(), self.exception
             )
             self._attention_changed()
+            await self._alert(f"carrier exception: {self.exception}", "Ask the carrier about the parcel.")
             return
         if self.exception is not None:
             self.exception = None
@@ -346,6 +347,7 @@ class ShippingWorkflow(StepwiseSaga):
             workflow.logger.warning("support: parcel of order %s returned to sender", self._order_id())
             self._set_state("returned_to_sender")
             self._attention_changed()
+            await self._alert(self.exception, "Agree with the shopper on a new shipment or a refund.")
             return
         if event.first_scan and self.shipped_at is None:
             await self._first_scan(event)
@@ -386,6 +388,7 @@ class ShippingWorkflow(StepwiseSaga):
                 self.alerts.append(f"{workflow.now().isoformat()} {self.capture_problem}")
                 workflow.logger.warning("support: order %s: %s", self._order_id(), self.capture_problem)
                 self._attention_changed()
+                await self._alert(self.capture_problem, "Capture the payment at the provider by hand.")
         label = self.label
         await self._notify(
             "order_shipped",
@@ -511,12 +514,24 @@ class ShippingWorkflow(StepwiseSaga):
             self._log(f"{state}: {reason}")
         self._details()
 
-    def _raise_stall(self, what: str) -> None:
+    async def _raise_stall(self, what: str) -> None:
         self.stall = what
         self.alerts.append(f"{workflow.now().isoformat()} {what}")
-        # The support team watches NeedsAttention (Web UI, /v1/support); the log line is for alerting.
+        # Support watches NeedsAttention (Web UI, /v1/support) and gets the mail.
         workflow.logger.warning("support: shipment of order %s stalled: %s", self._order_id(), what)
         self._attention_changed()
+        await self._alert(
+            f"shipment stalled: {what}",
+            "Ask the carrier about the parcel; the flag clears itself with the next carrier event.",
+        )
+
+    async def _alert(self, what: str, todo: str) -> None:
+        order = self._order_id()
+        await self.saga.alert(
+            f"order {order}: {what}",
+            self.step,
+            todo=f"{todo} The order with its shipment: GET /v1/support/orders/{order}.",
+        )
 
     def _attention(self) -> str | None:
         parts = [p for p in (self.stall, self.exception, self.capture_problem, self.saga.parked) if p]

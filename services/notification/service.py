@@ -86,7 +86,7 @@ TEMPLATE_VARIABLES: dict[str, tuple[str, ...]] = {
     "order_delivered": ("first_name", "order_number", "return_window_days"),
     "return_approved": ("first_name", "order_number", "rma_number", "label_url", "expires_at (ISO datetime)"),
     "refund_issued": ("first_name", "order_number", "rma_number", "refund_amount", "currency"),
-    "support_alert": ("workflow_id", "workflow_type", "reason", "step", "ui_url", "resolve_path"),
+    "support_alert": ("workflow_id", "workflow_type", "reason", "step", "ui_url", "todo"),
 }
 
 

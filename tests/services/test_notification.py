@@ -80,7 +80,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "reason": "compensation order.fail keeps failing: order service down",
         "step": "order.fail",
         "ui_url": "http://127.0.0.1:8233/namespaces/default/workflows/checkout-Ada",
-        "resolve_path": "/v1/support/sagas/checkout-Ada/resolve",
+        "todo": "Decide with the resolve update: POST /v1/support/sagas/checkout-Ada/resolve.",
     },
 }
 

@@ -205,6 +205,8 @@ async def test_support_approval_after_escalation(
             lambda: _saga_attention(http, support, return_id), "the escalation of the undecided return"
         )
         assert "decision" in escalated["saga"]["needs_attention"]
+        alert = await mail_with(stack, stack.settings.support_alert_email, f"return-{return_id}")
+        assert f"POST /v1/support/returns/{return_id}/decision" in alert["text"], alert["text"]
         decided = await http.post(
             decision_url, json={"approve": True, "note": "goodwill"}, headers=support.headers
         )

@@ -248,6 +248,11 @@ async def test_stall_timer_and_carrier_exception_are_visible_to_support(
             lambda: _support_view(http, support, order_id), "NeedsAttention on the shipping saga"
         )
         assert "Needs attention" in (view["details"] or "")
+        stall_mail = await mail_with(stack, stack.settings.support_alert_email, f"shipping-{order_id}")
+        assert (
+            "shipment stalled" in stall_mail["text"]
+            and f"/v1/support/orders/{order_id}" in stall_mail["text"]
+        )
 
         await advance(stack, tracking)  # the carrier comes after all: the alert clears
         moving = await saga_in(stack, order_id, lambda s: s.status == "shipped", "shipped")
@@ -259,6 +264,14 @@ async def test_stall_timer_and_carrier_exception_are_visible_to_support(
         assert "exception" in (exception.needs_attention or "")
         view = await eventually(lambda: _support_view(http, support, order_id), "the exception for support")
         assert "delayed" in (view["details"] or "")
+
+        async def exception_mail() -> dict[str, Any] | None:
+            found = await mails(stack, stack.settings.support_alert_email)
+            return next(
+                (m for m in found if order_id in m["text"] and "carrier exception" in m["text"]), None
+            )
+
+        await eventually(exception_mail, "the carrier exception mailed to support")
 
         await advance(stack, tracking)  # resumes: in_transit
         resumed = await saga_in(stack, order_id, lambda s: s.carrier_status == "in_transit", "resumed")
