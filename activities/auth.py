@@ -100,6 +100,7 @@ class IssueEmailVerificationInput(BaseModel):
 
 class _IssuedRecord(BaseModel):
     user_id: uuid.UUID | None = None
+    first_name: str | None = None  # the greeting of the reset mail (ledger rows from before: none)
 
 
 class IssueEmailVerificationResult(BaseModel):
@@ -122,6 +123,7 @@ class RequestPasswordResetResult(BaseModel):
     user_id: uuid.UUID | None = None
     token: str | None = None
     link_encrypted: str | None = None
+    first_name: str | None = None
 
 
 class EnsurePartitionsInput(BaseModel):
@@ -281,7 +283,7 @@ class AuthActivities:
 
         async def effect(s: AsyncSession) -> tuple[_IssuedRecord, str | None]:
             issued = await service.request_password_reset(s, inp.email, ip=inp.ip, user_agent=inp.user_agent)
-            return _IssuedRecord(user_id=issued.user_id), issued.token
+            return _IssuedRecord(user_id=issued.user_id, first_name=issued.first_name), issued.token
 
         async def reissue(s: AsyncSession, record: _IssuedRecord) -> str | None:
             if record.user_id is None:
@@ -303,9 +305,11 @@ class AuthActivities:
             return RequestPasswordResetResult()
         if inp.link_prefix is not None:
             return RequestPasswordResetResult(
-                user_id=record.user_id, link_encrypted=self._link(inp.link_prefix, token)
+                user_id=record.user_id,
+                link_encrypted=self._link(inp.link_prefix, token),
+                first_name=record.first_name,
             )
-        return RequestPasswordResetResult(user_id=record.user_id, token=token)
+        return RequestPasswordResetResult(user_id=record.user_id, token=token, first_name=record.first_name)
 
     @activity.defn(name="auth.ensure_partitions")
     async def ensure_partitions(self, inp: EnsurePartitionsInput) -> EnsurePartitionsResult:

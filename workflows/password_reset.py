@@ -91,8 +91,10 @@ class PasswordResetWorkflow:
                         recipient=inp.email,
                         event_type="user.password_reset_requested",
                         template_key="password_reset",
-                        # The auth activity does not return the name; the template greets anyway.
-                        context={"first_name": "there", "expires_minutes": inp.expires_minutes}
+                        context={
+                            "first_name": issued.first_name or "there",
+                            "expires_minutes": inp.expires_minutes,
+                        }
                         | ({} if issued.link_encrypted else {"reset_url": inp.reset_url + str(issued.token)}),
                         # the link, encrypted by the auth service: only the notification service reads it
                         secret_context={"reset_url": issued.link_encrypted} if issued.link_encrypted else {},

@@ -35,6 +35,7 @@ class PasswordResetIssued(BaseModel):
 
     user_id: uuid.UUID | None = None
     token: str | None = None
+    first_name: str | None = None  # for the mail's greeting
 
 
 class UserView(BaseModel):

@@ -644,7 +644,7 @@ async def request_password_reset(
         )
         return PasswordResetIssued()
     token = await _issue_reset(session, user.id, ip=ip, user_agent=user_agent, policy=policy, now=now)
-    return PasswordResetIssued(user_id=user.id, token=token)
+    return PasswordResetIssued(user_id=user.id, token=token, first_name=user.first_name)
 
 
 async def reissue_password_reset(
@@ -664,7 +664,7 @@ async def reissue_password_reset(
     token = await _issue_reset(
         session, user.id, ip=ip, user_agent=user_agent, policy=policy, now=now or utcnow()
     )
-    return PasswordResetIssued(user_id=user.id, token=token)
+    return PasswordResetIssued(user_id=user.id, token=token, first_name=user.first_name)
 
 
 async def _issue_reset(

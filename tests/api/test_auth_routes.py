@@ -388,6 +388,7 @@ async def test_password_reset_end_to_end(stack: Stack, sessions: dict[str, Sessi
         assert again.status_code == 202
         mail = await mail_with(stack, email, "Reset your sagashop password")
         token = link_token(mail, "reset-password")
+        assert mail["text"].startswith("Hi Ada,"), mail["text"][:40]  # greeted by the account's name
         # whoever reads the Web UI or notification_db cannot reset this password
         assert token not in await history_text(stack, password_reset_workflow_id(email))
         assert token not in await stored_context(sessions, email, "password_reset")
