@@ -59,6 +59,6 @@ class TokenCipher:
             return self._fernet.decrypt(ciphertext.encode("ascii")).decode()
         except (InvalidToken, UnicodeError):
             raise DecryptionError(
-                "cannot decrypt a stored payment token with the configured ENCRYPTION_KEY "
+                "cannot decrypt a value encrypted with ENCRYPTION_KEY (a card token or a one-time link) "
                 "(wrong key, or a key rotated away without keeping the old one second in the list?)"
             ) from None

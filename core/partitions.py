@@ -12,7 +12,7 @@ instead of silently piling up where a later partition could no longer be attache
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 
 from sqlalchemy import text
@@ -94,3 +94,29 @@ def expired_monthly_partitions(names: Iterable[str], parent: str, today: date, k
 def drop_partition_ddl(parent: str, name: str) -> list[str]:
     """Detach (the parent stops routing to it and its rows leave every query), then drop."""
     return [f"ALTER TABLE {parent} DETACH PARTITION {name}", f"DROP TABLE {name}"]
+
+
+async def drop_partitions(
+    session: AsyncSession,
+    parent: str,
+    names: list[str],
+    *,
+    before_each: Callable[[str], Awaitable[None]] | None = None,
+    lock_wait: str = "10s",
+) -> None:
+    """Detach and drop these partitions of ``parent`` in the session's transaction, ``before_each``
+    first for each (e.g. rows elsewhere that refer to it). A name that is not a partition of
+    ``parent`` now is refused (names go into DDL). Waits at most ``lock_wait`` for a table lock, then
+    fails: a maintenance run tries again later rather than queue behind, and in front of, the writers."""
+    if not names:
+        return
+    existing = await partition_names(session, parent)
+    unknown = [name for name in names if name not in existing]
+    if unknown:
+        raise ValueError(f"not partitions of {parent}: {', '.join(unknown)}")
+    await session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": lock_wait})
+    for name in names:
+        if before_each is not None:
+            await before_each(name)
+        for ddl in drop_partition_ddl(parent, name):
+            await session.execute(text(ddl))

@@ -102,8 +102,8 @@ class Settings(BaseSettings):
     api_workflow_wait_s: float = Field(default=10, gt=0, le=60)  # the API never blocks longer
     return_window_days: int = Field(default=30, ge=0)
     maintenance_interval_s: float = Field(default=300, ge=10)  # expiry sweeps (reservations, carts)
-    # A saga parked for support (a compensation or post-pivot step it cannot finish alone) mails this
-    # address, besides NeedsAttention in the Web UI and GET /v1/support/sagas. Empty: no mail.
+    # A saga that needs support (parked for a decision, a stalled shipment, an escalated return...)
+    # mails this address, besides NeedsAttention in the Web UI and GET /v1/support/sagas. Empty: none.
     support_alert_email: str = Field(
         default="support@sagashop.test", max_length=320, pattern=r"^([^@\s]+@[^@\s]+)?$"
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -82,6 +82,15 @@ class PasswordResetWorkflow:
             self.user_id = issued.user_id
             workflow.upsert_search_attributes([CUSTOMER_ID.value_set(str(issued.user_id))])
             set_step("send reset email")
+            context: dict[str, Any] = {
+                "first_name": issued.first_name or "there",
+                "expires_minutes": inp.expires_minutes,
+            }
+            secrets: dict[str, str] = {}
+            if issued.link_encrypted is not None:  # only the notification service decrypts it
+                secrets["reset_url"] = issued.link_encrypted
+            else:  # issued before the encrypted link (recorded histories)
+                context["reset_url"] = inp.reset_url + str(issued.token)
             try:
                 await workflow.execute_activity_method(
                     NotificationActivities.send,
@@ -91,13 +100,8 @@ class PasswordResetWorkflow:
                         recipient=inp.email,
                         event_type="user.password_reset_requested",
                         template_key="password_reset",
-                        context={
-                            "first_name": issued.first_name or "there",
-                            "expires_minutes": inp.expires_minutes,
-                        }
-                        | ({} if issued.link_encrypted else {"reset_url": inp.reset_url + str(issued.token)}),
-                        # the link, encrypted by the auth service: only the notification service reads it
-                        secret_context={"reset_url": issued.link_encrypted} if issued.link_encrypted else {},
+                        context=context,
+                        secret_context=secrets,
                     ),
                     task_queue="notification",
                     start_to_close_timeout=timedelta(seconds=inp.timings.activity_timeout_s),

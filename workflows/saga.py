@@ -29,7 +29,7 @@ class SagaTimings(BaseModel):
     step_max_attempts: int = 5  # before the pivot: a step that keeps failing fails the saga
     compensation_max_attempts: int = 10  # then the saga parks as needing attention
     compensation_max_interval_s: float = 60
-    support_alert_email: str | None = None  # a parked saga mails support here (None: no mail)
+    support_alert_email: str | None = None  # Saga.alert mails support here (None: no mail)
     web_ui_url: str | None = None  # the Temporal Web UI, linked from that mail
 
     @classmethod

@@ -343,11 +343,6 @@ async def existing_tables(session: AsyncSession, names: list[str]) -> set[str]:
     return set(rows.scalars())
 
 
-async def lock_timeout(session: AsyncSession, wait: str) -> None:
-    """For the rest of the transaction: give up on a lock after ``wait`` instead of queueing."""
-    await session.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": wait})
-
-
 async def execute_ddl(session: AsyncSession, statements: list[str]) -> None:
     for statement in statements:
         await session.execute(text(statement))

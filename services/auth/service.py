@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.partitions import (
     add_months,
-    drop_partition_ddl,
+    drop_partitions,
     expired_monthly_partitions,
     month_start,
     monthly_partition_ddl,
@@ -767,9 +767,5 @@ async def drop_expired_audit_partitions(
     expired = expired_monthly_partitions(
         await partition_names(session, AUDIT_PARENT), AUDIT_PARENT, today or utcnow().date(), keep_months
     )
-    if expired:
-        await repo.lock_timeout(session, "10s")
-        await repo.execute_ddl(
-            session, [ddl for name in expired for ddl in drop_partition_ddl(AUDIT_PARENT, name)]
-        )
+    await drop_partitions(session, AUDIT_PARENT, expired)
     return expired

@@ -161,21 +161,16 @@ async def drop_monthly_partitions(session: AsyncSession, names: list[str]) -> No
     """Drop these monthly partitions of ``notifications``, the delivery attempts of their notifications
     first (the logs' foreign key would refuse the detach). Waits at most 10 s for the table locks:
     the daily run tries again tomorrow rather than hold up the mail."""
-    if not names:
-        return
-    await session.execute(text("SELECT set_config('lock_timeout', '10s', true)"))
-    existing = await existing_partitions(session)
-    for name in names:
-        if name not in existing:  # names come from the catalogue: never a string from elsewhere
-            raise ValueError(f"{name} is not a partition of {PARTITIONED_TABLE}")
+
+    async def delete_logs(name: str) -> None:  # a name checked against the catalogue
         await session.execute(
             text(
-                f"DELETE FROM notification_logs l USING {name} n "  # a name from the catalogue
+                f"DELETE FROM notification_logs l USING {name} n "
                 "WHERE l.notification_id = n.id AND l.notification_created_at = n.created_at"
             )
         )
-        for ddl in partitions.drop_partition_ddl(PARTITIONED_TABLE, name):
-            await session.execute(text(ddl))
+
+    await partitions.drop_partitions(session, PARTITIONED_TABLE, names, before_each=delete_logs)
 
 
 async def create_monthly_partitions(session: AsyncSession, today: date, months_ahead: int) -> list[str]:

@@ -29,7 +29,13 @@ from activities.auth import (
 )
 from core.crypto import TokenCipher
 from core.db import SessionFactory
-from core.partitions import add_months, month_start, monthly_partition_ddl, monthly_partition_name
+from core.partitions import (
+    add_months,
+    drop_partitions,
+    month_start,
+    monthly_partition_ddl,
+    monthly_partition_name,
+)
 from core.settings import Settings
 from services.auth import passwords, repository, service
 from services.auth.errors import (
@@ -779,6 +785,11 @@ async def test_audit_months_past_the_retention_are_dropped(
     )
     assert [r.created_at.date().replace(day=1) for r in rows] == [kept_edge, this_month]
     assert (await keep_13.ensure_partitions(EnsurePartitionsInput(months_ahead=1))).dropped == []
+    # names go into DDL: anything but a partition of the table is refused, nothing is dropped
+    with pytest.raises(ValueError, match="not partitions of security_audit_logs"):
+        async with db() as s, s.begin():
+            await drop_partitions(s, "security_audit_logs", ["users"])
+    assert await scalar(db, "SELECT count(*) FROM pg_class WHERE relname = 'users'") == 1
 
 
 async def test_concurrent_refreshes_of_one_token_rotate_once(
